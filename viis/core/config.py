@@ -1,0 +1,185 @@
+"""The one typed settings object of VIIS.
+
+Settings come from, in rising priority: defaults here, a TOML file (``viis.toml`` in the
+working directory, or the path in ``VIIS_CONFIG``), and environment variables named
+``VIIS_<SECTION>__<KEY>`` (for example ``VIIS_HTTP__PORT=9000``; top-level keys are
+``VIIS_<KEY>``). This module is the only place that reads the environment.
+
+A bad file or value raises :class:`ConfigError` naming the file, the key and what is wrong,
+and nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from viis.core.errors import ConfigError
+
+ENV_PREFIX = "VIIS_"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class StorageSettings(_Section):
+    """Segment store. Sizes in bytes, times in seconds."""
+
+    segment_dir: Path | None = None  # default: <data_dir>/segments
+    segment_seconds: float = Field(60.0, ge=2.0, le=3600.0)
+    fragment_ms: int = Field(1000, ge=100, le=10000)
+    fsync_seconds: float = Field(2.0, ge=0.0, le=60.0)
+    # Below this free space the store is "full": recording of the lowest-priority streams
+    # stops, a critical fault is raised, nothing in retention is deleted (invariant 1).
+    min_free_bytes: int = Field(512 * 1024 * 1024, ge=0)
+    # Warn when the forecast says retention can be kept for fewer days than this margin.
+    forecast_warn_days: float = Field(7.0, ge=0.0)
+    stagger_seconds: float | None = None  # default: segment_seconds / cameras
+
+
+class RecorderSettings(_Section):
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    stall_timeout_s: float = Field(10.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class RetentionSettings(_Section):
+    sweep_interval_s: float = Field(300.0, gt=0)
+
+
+class SimcamSettings(_Section):
+    """Simulated cameras; started by ``viis run`` when no camera is configured."""
+
+    enabled: bool | None = None  # None = only when the registry has no camera
+    count: int = Field(4, ge=1, le=256)
+    rtsp_port: int = Field(8554, ge=0, le=65535)
+    control_port: int = Field(8555, ge=0, le=65535)
+    width: int = Field(1280, ge=64, le=3840)
+    height: int = Field(720, ge=64, le=2160)
+    fps: int = Field(25, ge=1, le=60)
+    bitrate: int = Field(2_000_000, ge=50_000)
+    gop_s: float = Field(2.0, gt=0)
+
+
+class CameraSeed(_Section):
+    """A camera declared in the config file; added to the registry at start if absent."""
+
+    name: str
+    main_url: str
+    sub_url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    site: str = ""
+    location_type: str = "public_area"
+    security_level: int = 1
+    retention_days: int = 30
+    priority: int = 50
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    json_format: bool = Field(True, alias="json")
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return v
+
+
+class Settings(_Section):
+    data_dir: Path = Path("data")
+    database_url: str | None = None  # default: sqlite:///<data_dir>/viis.db
+    rulepack_dir: Path = REPO_ROOT / "rulepacks"
+    http: HttpSettings = HttpSettings()
+    storage: StorageSettings = StorageSettings()
+    recorder: RecorderSettings = RecorderSettings()
+    retention: RetentionSettings = RetentionSettings()
+    simcam: SimcamSettings = SimcamSettings()
+    log: LogSettings = LogSettings()
+    cameras: list[CameraSeed] = []
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'viis.db').resolve()}"
+
+    @property
+    def segments_path(self) -> Path:
+        return (self.storage.segment_dir or self.data_dir / "segments").resolve()
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: str) -> None:
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"environment override {'.'.join(keys)}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "VIIS_CONFIG":
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if keys:
+            _set_path(tree, keys, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (or VIIS_CONFIG, or ./viis.toml if present) and the env."""
+    env = dict(os.environ if environ is None else environ)
+    source = "defaults"
+    data: dict[str, Any] = {}
+    if path is None:
+        path = env.get("VIIS_CONFIG") or ("viis.toml" if Path("viis.toml").exists() else None)
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"config file {p}: cannot read it ({e.strerror})") from e
+        if len(raw) > 1_000_000:
+            raise ConfigError(f"config file {p}: {len(raw)} bytes is too large (limit 1 MB)")
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"config file {p}: not valid UTF-8 TOML: {e}") from e
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"settings from {source} (and VIIS_* variables) are invalid: {problems}") from e

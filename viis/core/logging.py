@@ -1,0 +1,54 @@
+"""Structured logs: one JSON object per line on stderr (or key=value for a terminal).
+
+Secrets never reach a log: :func:`redact` masks URL userinfo and known secret keys, and is
+applied to every event by a processor.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+SECRET_KEYS = {"password", "passwd", "secret", "token", "authorization", "credentials"}
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\g<scheme>***@", value)
+    if isinstance(value, dict):
+        return {k: ("***" if str(k).lower() in SECRET_KEYS else redact(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v) for v in value)
+    return value
+
+
+def _redact_processor(_logger, _name, event: dict[str, Any]) -> dict[str, Any]:
+    return redact(event)
+
+
+def configure(level: str = "INFO", json_format: bool = True) -> None:
+    renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json_format \
+        else structlog.dev.ConsoleRenderer(colors=False)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s", force=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,9 @@
+"""Imports every table so that ``Base.metadata`` is complete (migrations, tests)."""
+
+from viis.core.db import Base
+from viis.health.models import Fault
+from viis.integrity.models import ChainHead
+from viis.media.models import Gap, Hold, RecorderRun, Segment
+from viis.registry.models import Camera
+
+__all__ = ["Base", "Camera", "ChainHead", "Fault", "Gap", "Hold", "RecorderRun", "Segment"]

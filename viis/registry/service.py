@@ -1,0 +1,191 @@
+"""Camera registry service: the only way cameras are added, changed or read.
+
+Credentials are kept in their own columns, never inside a stored URL, and never leave this
+module except through :func:`connect_url` for the recorder (secrets stay out of logs and
+API answers). Retention below the rule packs' minimum is refused (Q19.7, N17.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from viis.compliance.rulepack import RuleBook
+from viis.core.clock import SHANGHAI, Clock, ms_to_datetime
+from viis.core.errors import NotFound, ValidationFailed
+from viis.core.ids import new_uid
+from viis.registry.models import Camera
+
+URL_SCHEMES = ("rtsp", "rtsps", "file")
+MAX_NAME = 200
+MAX_URL = 2000
+SECURITY_LEVELS = range(1, 6)
+
+
+@dataclass
+class CameraInput:
+    name: str
+    main_url: str
+    sub_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    site: str = ""
+    location_type: str = "public_area"
+    security_level: int = 1
+    retention_days: int | None = None
+    priority: int = 50
+    enabled: bool = True
+
+
+def _split_url(url: str, field: str) -> tuple[str, str | None, str | None]:
+    """Validate a stream URL; return it without userinfo, plus the userinfo parts."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValidationFailed(f"{field} is empty: give the camera's rtsp:// URL", field=field)
+    url = url.strip()
+    if len(url) > MAX_URL:
+        raise ValidationFailed(f"{field} is {len(url)} characters; the limit is {MAX_URL}", field=field)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise ValidationFailed(f"{field} contains control characters", field=field)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise ValidationFailed(f"{field} is not a valid URL ({e})", field=field) from e
+    if parts.scheme.lower() not in URL_SCHEMES:
+        raise ValidationFailed(
+            f"{field} must start with rtsp:// or rtsps:// (got {parts.scheme or 'no scheme'}://)",
+            field=field,
+        )
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        raise ValidationFailed(f"{field} has no host", field=field)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port else "")
+    clean = urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, ""))
+    return clean, parts.username, parts.password
+
+
+class CameraService:
+    def __init__(self, rules: RuleBook, clock: Clock) -> None:
+        self.rules = rules
+        self.clock = clock
+
+    def _today(self) -> date:
+        return ms_to_datetime(self.clock.wall_ms()).astimezone(SHANGHAI).date()
+
+    def check_retention(self, days: Any) -> int:
+        """Refuse a retention below the minimum of every rule pack in force (Q19.7, N17.1)."""
+        minimum, articles = self.rules.retention_minimum(self._today())
+        if isinstance(days, bool) or not isinstance(days, int):
+            raise ValidationFailed("retention_days must be a whole number of days", field="retention_days")
+        if days < minimum:
+            raise ValidationFailed(
+                f"retention_days {days} is below the legal minimum of {minimum} days "
+                f"({', '.join(articles)}); set at least {minimum}",
+                field="retention_days",
+                articles=articles,
+            )
+        if days > 3650:
+            raise ValidationFailed("retention_days above 3650 (ten years) is refused", field="retention_days")
+        return days
+
+    def _validate(self, data: CameraInput) -> dict[str, Any]:
+        if not isinstance(data.name, str) or not data.name.strip():
+            raise ValidationFailed("name is empty", field="name")
+        name = data.name.strip()
+        if len(name) > MAX_NAME or any(ord(c) < 0x20 for c in name):
+            raise ValidationFailed(f"name must be 1-{MAX_NAME} printable characters", field="name")
+        main, mu, mp = _split_url(data.main_url, "main_url")
+        sub = None
+        if data.sub_url:
+            sub, _, _ = _split_url(data.sub_url, "sub_url")
+        if isinstance(data.security_level, bool) or data.security_level not in SECURITY_LEVELS:
+            raise ValidationFailed("security_level must be 1 to 5", field="security_level")
+        if isinstance(data.priority, bool) or not isinstance(data.priority, int) or not 0 <= data.priority <= 100:
+            raise ValidationFailed("priority must be 0 to 100", field="priority")
+        for f in ("username", "password", "site", "location_type"):
+            v = getattr(data, f)
+            if v is not None and (not isinstance(v, str) or len(v) > 200):
+                raise ValidationFailed(f"{f} must be text of at most 200 characters", field=f)
+        minimum, _ = self.rules.retention_minimum(self._today())
+        days = self.check_retention(data.retention_days if data.retention_days is not None else minimum)
+        return dict(
+            name=name, main_url=main, sub_url=sub,
+            username=data.username if data.username is not None else mu,
+            password=data.password if data.password is not None else mp,
+            site=data.site or "", location_type=data.location_type or "public_area",
+            security_level=data.security_level, retention_days=days,
+            priority=data.priority, enabled=bool(data.enabled),
+        )
+
+    def add(self, s: Session, data: CameraInput) -> Camera:
+        values = self._validate(data)
+        if s.scalar(select(Camera.id).where(Camera.name == values["name"])) is not None:
+            raise ValidationFailed(f"a camera named {values['name']!r} exists already", field="name")
+        now = self.clock.wall_ms()
+        cam = Camera(uid=new_uid(), created_ms=now, updated_ms=now, **values)
+        s.add(cam)
+        s.flush()
+        return cam
+
+    def update(self, s: Session, camera_id: int, changes: dict[str, Any]) -> Camera:
+        cam = self.get(s, camera_id)
+        unknown = set(changes) - set(CameraInput.__dataclass_fields__)
+        if unknown:
+            raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        current = CameraInput(
+            name=cam.name, main_url=cam.main_url, sub_url=cam.sub_url, username=cam.username,
+            password=cam.password, site=cam.site, location_type=cam.location_type,
+            security_level=cam.security_level, retention_days=cam.retention_days,
+            priority=cam.priority, enabled=cam.enabled,
+        )
+        for k, v in changes.items():
+            setattr(current, k, v)
+        values = self._validate(current)
+        if values["name"] != cam.name and s.scalar(select(Camera.id).where(Camera.name == values["name"])):
+            raise ValidationFailed(f"a camera named {values['name']!r} exists already", field="name")
+        for k, v in values.items():
+            setattr(cam, k, v)
+        cam.updated_ms = self.clock.wall_ms()
+        s.flush()
+        return cam
+
+    def get(self, s: Session, camera_id: int) -> Camera:
+        cam = s.get(Camera, camera_id)
+        if cam is None:
+            raise NotFound(f"camera {camera_id} does not exist")
+        return cam
+
+    def list(self, s: Session, *, enabled_only: bool = False) -> list[Camera]:
+        q = select(Camera).order_by(Camera.id)
+        if enabled_only:
+            q = q.where(Camera.enabled.is_(True))
+        return list(s.scalars(q))
+
+
+def public_view(cam: Camera) -> dict[str, Any]:
+    """What the API and logs may show of a camera: no password, no username in URLs."""
+    return {
+        "id": cam.id, "uid": cam.uid, "name": cam.name,
+        "main_url": cam.main_url, "sub_url": cam.sub_url,
+        "has_credentials": bool(cam.username or cam.password),
+        "site": cam.site, "location_type": cam.location_type,
+        "security_level": cam.security_level, "retention_days": cam.retention_days,
+        "priority": cam.priority, "enabled": cam.enabled,
+        "created_ms": cam.created_ms, "updated_ms": cam.updated_ms,
+    }
+
+
+def connect_url(url: str, username: str | None, password: str | None) -> str:
+    """The URL with credentials, for the stream client only. Never log the result."""
+    if not username:
+        return url
+    parts = urlsplit(url)
+    cred = quote(username, safe="") + (":" + quote(password or "", safe=""))
+    return urlunsplit((parts.scheme, f"{cred}@{parts.netloc}", parts.path, parts.query, ""))
