@@ -31,6 +31,10 @@ class _Section(BaseModel):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Bearer token of the local administrator; generated into <data_dir>/api-token (mode
+    # 0600) at first start when not set. The web console issue replaces it with logins.
+    api_token: SecretStr | None = None
+    max_body_bytes: int = Field(1_000_000, ge=1024)
 
 
 class StorageSettings(_Section):
@@ -45,7 +49,7 @@ class StorageSettings(_Section):
     min_free_bytes: int = Field(512 * 1024 * 1024, ge=0)
     # Warn when the forecast says retention can be kept for fewer days than this margin.
     forecast_warn_days: float = Field(7.0, ge=0.0)
-    stagger_seconds: float | None = None  # default: segment_seconds / cameras
+    check_seconds: float = Field(5.0, gt=0, le=3600.0)  # free-space check interval
 
 
 class RecorderSettings(_Section):

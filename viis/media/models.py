@@ -7,7 +7,17 @@ a tombstone (``removed_ms``) so the chain stays verifiable and every deletion is
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from viis.core.db import Base
@@ -96,3 +106,5 @@ class RecorderRun(Base):
     stopped_ms: Mapped[int | None] = mapped_column()
     pid: Mapped[int] = mapped_column(Integer)
     host: Mapped[str] = mapped_column(String(200))
+    # Set by the next run's recovery when this run ended without stopping.
+    crashed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

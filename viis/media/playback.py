@@ -1,0 +1,120 @@
+"""The read side: footage of a camera for a time range as one MP4 (stream copy across
+segment boundaries), a JPEG snapshot at a time, and fragmented MP4 for MediaSource.
+
+Callers (web, CLI) pass the one door (viis.access.door) first; this module only reads.
+Exported files are copies kept in ``<data_dir>/exports`` for an hour so that a player's
+range requests reuse one file; the originals are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from sqlalchemy.orm import Session
+
+from viis.core.errors import NotFound, ValidationFailed
+from viis.media.index import gaps_between, segments_between
+from viis.media.mp4_export import ExportInfo, export_range, iter_mse
+
+MAX_EXPORT_MS = 24 * 3_600_000
+EXPORT_TTL_S = 3600
+
+
+@dataclass
+class Export:
+    path: Path
+    info: ExportInfo | None
+    gaps: list[tuple[int, int, str]]
+
+
+def _sources(s: Session, root: Path, camera_id: int, from_ms: int, to_ms: int):
+    segs = segments_between(s, camera_id, from_ms, to_ms)
+    if not segs:
+        raise NotFound("no footage of this camera in that time range")
+    return segs, [(root / seg.path, seg.start_ms) for seg in segs]
+
+
+def _check_range(from_ms: int, to_ms: int) -> None:
+    if to_ms <= from_ms:
+        raise ValidationFailed("the range must end after it starts", field="end")
+    if to_ms - from_ms > MAX_EXPORT_MS:
+        raise ValidationFailed("an export covers at most 24 hours; split the range", field="end")
+
+
+def export(s: Session, root: Path, export_dir: Path, camera_id: int, from_ms: int,
+           to_ms: int) -> Export:
+    """Write (or reuse) the MP4 of ``[from_ms, to_ms)``: it starts at the last keyframe at or
+    before ``from_ms`` and ends with the last frame before ``to_ms``."""
+    _check_range(from_ms, to_ms)
+    segs, sources = _sources(s, root, camera_id, from_ms, to_ms)
+    gaps = [(g.start_ms, g.end_ms, g.cause) for g in gaps_between(s, camera_id, from_ms, to_ms)]
+    key = hashlib.sha256(repr((camera_id, from_ms, to_ms, [x.sha256 for x in segs])).encode())
+    export_dir.mkdir(parents=True, exist_ok=True)
+    _prune(export_dir)
+    out = export_dir / f"{key.hexdigest()[:32]}.mp4"
+    if out.exists():
+        return Export(out, None, gaps)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        info = export_range(sources, from_ms, to_ms, str(tmp), creation_time=from_ms // 1000)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return Export(out, info, gaps)
+
+
+def _prune(export_dir: Path) -> None:
+    cutoff = time.time() - EXPORT_TTL_S
+    for p in export_dir.glob("*.mp4"):
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def snapshot(s: Session, root: Path, camera_id: int, at_ms: int, *, quality: int = 3) -> bytes:
+    """JPEG of the frame shown at ``at_ms`` (decoded from the keyframe before it)."""
+    segs = segments_between(s, camera_id, at_ms, at_ms + 1)
+    if not segs:
+        raise NotFound("no footage of this camera at that time")
+    seg = segs[0]
+    offset_s = (at_ms - seg.start_ms) / 1000.0
+    with av.open(str(root / seg.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frame = None
+        for f in container.decode(stream):
+            if f.time is not None and f.time > offset_s + 1e-3 and frame is not None:
+                break
+            frame = f
+        if frame is None:
+            raise NotFound("the segment at that time holds no decodable frame")
+    enc = av.CodecContext.create("mjpeg", "w")
+    enc.width, enc.height = frame.width, frame.height
+    enc.pix_fmt = "yuvj420p"
+    enc.time_base = Fraction(1, 25)
+    enc.options = {"qmin": str(quality), "qmax": str(quality)}
+    out = io.BytesIO()
+    for pkt in enc.encode(frame.reformat(format="yuvj420p")):
+        out.write(bytes(pkt))
+    for pkt in enc.encode(None):
+        out.write(bytes(pkt))
+    return out.getvalue()
+
+
+def mse(s: Session, root: Path, camera_id: int, from_ms: int, to_ms: int) -> Iterator[bytes]:
+    """Fragmented MP4 (init + fragments, decode times continuous) for MediaSource."""
+    _check_range(from_ms, to_ms)
+    _segs, sources = _sources(s, root, camera_id, from_ms, to_ms)
+    for _kind, data in iter_mse(sources, from_ms, to_ms):
+        yield data

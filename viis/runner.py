@@ -1,0 +1,131 @@
+"""``viis run``: the recorder, the retention sweeper, the capacity forecast and the HTTP API
+in one process and one asyncio loop; simulated cameras when none is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from viis.app import App
+from viis.core.config import Settings, load_settings
+from viis.core.logging import configure, get_logger
+from viis.core.metrics import store_forecast_days
+from viis.health.faults import clear_fault, raise_fault
+from viis.media.capacity import forecast
+from viis.media.retention import sweep
+from viis.registry.service import CameraInput
+
+log = get_logger(__name__)
+SIM_PREFIX = "sim-cam"
+
+
+def start_simcams(app: App):
+    """Start the simulated fleet and register its cameras (idempotent by name)."""
+    from viis.simcam.fleet import SimFleet
+
+    sc = app.settings.simcam
+    fleet = SimFleet(sc.count, rtsp_port=sc.rtsp_port, control_port=sc.control_port,
+                     width=sc.width, height=sc.height, fps=sc.fps, bitrate=sc.bitrate,
+                     gop_s=sc.gop_s, cache_dir=app.settings.data_dir / "simcam-cache")
+    fleet.start()
+    with app.db.session() as s:
+        have = {c.name: c for c in app.cameras.list(s)}
+        for i in range(sc.count):
+            name, url = f"{SIM_PREFIX}{i + 1}", fleet.url(i)
+            if name in have:
+                if have[name].main_url != url:
+                    app.cameras.update(s, have[name].id, {"main_url": url})
+            else:
+                app.cameras.add(s, CameraInput(name=name, main_url=url, site="simulated",
+                                               priority=10))
+    log.info("simcams_started", count=sc.count, port=sc.rtsp_port)
+    return fleet
+
+
+def wants_simcams(app: App) -> bool:
+    if app.settings.simcam.enabled is not None:
+        return app.settings.simcam.enabled
+    if app.settings.cameras:
+        return False
+    with app.db.session() as s:
+        real = [c for c in app.cameras.list(s) if not c.name.startswith(SIM_PREFIX)]
+    return not real
+
+
+async def housekeeping(app: App) -> None:
+    """Retention sweep and capacity forecast, in worker threads, forever."""
+    loop = asyncio.get_running_loop()
+    st = app.settings
+    next_sweep = 0.0
+    while True:
+        now = loop.time()
+        if now >= next_sweep:
+            try:
+                await loop.run_in_executor(None, sweep, app.db, st.segments_path, app.clock)
+            except Exception:
+                log.exception("sweep_failed")
+            next_sweep = now + st.retention.sweep_interval_s
+        try:
+            await loop.run_in_executor(None, _forecast, app)
+        except Exception:
+            log.exception("forecast_failed")
+        await asyncio.sleep(60)
+
+
+def _forecast(app: App) -> None:
+    st = app.settings.storage
+    with app.db.session() as s:
+        f = forecast(s, app.settings.segments_path, app.clock.wall_ms(),
+                     reserve_bytes=st.min_free_bytes, warn_days=st.forecast_warn_days)
+        if f.days_until_full is not None:
+            store_forecast_days.set(f.days_until_full)
+        if f.level == "warning":
+            raise_fault(s, "retention_at_risk", "warning", f.message, app.clock.wall_ms())
+        elif f.level == "ok":
+            clear_fault(s, "retention_at_risk", app.clock.wall_ms())
+
+
+async def serve(app: App) -> None:
+    import uvicorn
+
+    from viis.media.recorder import Recorder
+    from viis.web.app import create_app
+
+    fleet = start_simcams(app) if wants_simcams(app) else None
+    app.seed_cameras()
+    recorder = Recorder(app)
+    await recorder.start()
+    api = create_app(app, recorder)
+    h = app.settings.http
+    server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
+                                           log_config=None, lifespan="off"))
+    server.install_signal_handlers = lambda: None  # we own SIGINT/SIGTERM
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(server.serve(), name="http"),
+             asyncio.create_task(housekeeping(app), name="housekeeping")]
+    log.info("viis_running", url=f"http://{h.host}:{h.port}", cameras=len(recorder.cameras),
+             token_file=str(Path(app.settings.data_dir) / "api-token"))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopper, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+    log.info("viis_stopping")
+    server.should_exit = True
+    tasks[1].cancel()
+    await recorder.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if fleet is not None:
+        fleet.stop()
+
+
+def run(config: str | None = None, settings: Settings | None = None) -> int:
+    settings = settings or load_settings(config)
+    configure(settings.log.level, settings.log.json_format)
+    app = App.open(settings)
+    try:
+        asyncio.run(serve(app))
+    finally:
+        app.close()
+    return 0

@@ -1,0 +1,123 @@
+"""The HTTP API (FastAPI). Routers call services; they never touch SQL themselves.
+
+Every error is JSON ``{"error": message, "field": ..., "articles": [...]}`` with a status
+that says whose fault it was; nothing is stored when a request is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import generate_latest
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from viis import __version__
+from viis.access.door import Forbidden, Principal
+from viis.app import App
+from viis.core.errors import NotFound, ValidationFailed, ViisError
+from viis.core.logging import get_logger
+from viis.core.metrics import REGISTRY
+from viis.web.auth import ensure_token, principal
+
+log = get_logger(__name__)
+
+
+def _err(status: int, message: str, **extra: Any) -> JSONResponse:
+    body = {"error": message}
+    body.update({k: v for k, v in extra.items() if v})
+    return JSONResponse(body, status_code=status)
+
+
+class BodyLimit(BaseHTTPMiddleware):
+    """Refuse oversized bodies before they are read (413), and log requests without their
+    query strings (which may carry a token)."""
+
+    async def dispatch(self, request: Request, call_next):
+        limit = request.app.state.max_body
+        cl = request.headers.get("content-length")
+        if cl is not None:
+            if not cl.isdigit():
+                return _err(400, "Content-Length is not a number")
+            if int(cl) > limit:
+                return _err(413, f"request body of {cl} bytes is over the limit of {limit} bytes")
+        elif request.method in ("POST", "PUT", "PATCH") and \
+                request.headers.get("transfer-encoding", "").lower() == "chunked":
+            return _err(411, "send a Content-Length; chunked request bodies are not accepted")
+        response = await call_next(request)
+        log.info("http", method=request.method, path=request.url.path, status=response.status_code)
+        return response
+
+
+def require_user(request: Request) -> Principal:
+    p = principal(request)
+    if p is None:
+        raise _Unauthorized()
+    return p
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def create_app(app: App, recorder=None) -> FastAPI:
+    """``recorder`` is the running :class:`viis.media.recorder.Recorder`, when there is one."""
+    api = FastAPI(title="VIIS", version=__version__, docs_url="/api/docs",
+                  openapi_url="/api/openapi.json", redoc_url=None)
+    api.state.viis = app
+    api.state.recorder = recorder
+    api.state.api_token = ensure_token(app.settings.data_dir,
+                                       app.settings.http.api_token.get_secret_value()
+                                       if app.settings.http.api_token else None)
+    api.state.max_body = app.settings.http.max_body_bytes
+    api.add_middleware(BodyLimit)
+
+    @api.exception_handler(_Unauthorized)
+    async def _unauth(_r, _e):
+        return JSONResponse({"error": "sign in: send Authorization: Bearer <token>"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @api.exception_handler(ValidationFailed)
+    async def _invalid(_r, e: ValidationFailed):
+        return _err(422, str(e), field=e.field, articles=list(e.articles))
+
+    @api.exception_handler(NotFound)
+    async def _nf(_r, e: NotFound):
+        return _err(404, str(e))
+
+    @api.exception_handler(Forbidden)
+    async def _fb(_r, e: Forbidden):
+        return _err(403, str(e))
+
+    @api.exception_handler(ViisError)
+    async def _viis(_r, e: ViisError):
+        return _err(400, str(e))
+
+    @api.exception_handler(ValueError)
+    async def _value(_r, e: ValueError):
+        return _err(400, str(e))
+
+    @api.exception_handler(RequestValidationError)
+    async def _reqval(_r, e: RequestValidationError):
+        errs = e.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        return _err(422, f"{loc}: {first.get('msg', 'invalid input')}" if loc else "invalid input",
+                    field=loc or None)
+
+    @api.get("/api/health")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    @api.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(REGISTRY).decode(),
+                                 media_type="text/plain; version=0.0.4")
+
+    from viis.web import routes_cameras, routes_footage, routes_storage
+
+    for mod in (routes_cameras, routes_storage, routes_footage):
+        api.include_router(mod.router, dependencies=[Depends(require_user)])
+    return api

@@ -1,0 +1,70 @@
+"""Footage API: timeline, export, snapshot and fragmented MP4 for playback. Every route
+passes the one door (viis.access.door.authorize_footage) before reading footage."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from viis.access.door import authorize_footage
+from viis.core.clock import parse_time
+from viis.media import playback
+from viis.media.timeline import timeline
+from viis.web.auth import principal
+
+router = APIRouter(prefix="/api/cameras/{camera_id}", tags=["footage"])
+
+
+def _range(start: str, end: str) -> tuple[int, int]:
+    if len(start) > 64 or len(end) > 64:
+        raise ValueError("start and end must be ISO 8601 times or UTC milliseconds")
+    return parse_time(start), parse_time(end)
+
+
+@router.get("/timeline")
+def get_timeline(camera_id: int, start: str, end: str, request: Request) -> dict:
+    app = request.app.state.viis
+    frm, to = _range(start, end)
+    with app.db.session() as s:
+        app.cameras.get(s, camera_id)
+        authorize_footage(principal(request), "timeline", camera_id, frm, to)
+        return timeline(s, camera_id, frm, to)
+
+
+@router.get("/export.mp4")
+def get_export(camera_id: int, start: str, end: str, request: Request) -> FileResponse:
+    """The range as one MP4 by stream copy; supports HTTP range requests. Gaps inside the
+    range are listed in the X-VIIS-Gaps header (start-end:cause, UTC ms)."""
+    app = request.app.state.viis
+    frm, to = _range(start, end)
+    with app.db.session() as s:
+        app.cameras.get(s, camera_id)
+        authorize_footage(principal(request), "export", camera_id, frm, to)
+        ex = playback.export(s, app.settings.segments_path, app.settings.data_dir / "exports",
+                             camera_id, frm, to)
+    headers = {"X-VIIS-Gaps": ",".join(f"{a}-{b}:{c}" for a, b, c in ex.gaps)[:4000]}
+    return FileResponse(ex.path, media_type="video/mp4", headers=headers,
+                        filename=f"camera{camera_id}-{frm}-{to}.mp4")
+
+
+@router.get("/snapshot.jpg")
+def get_snapshot(camera_id: int, at: str, request: Request) -> Response:
+    app = request.app.state.viis
+    t, _ = _range(at, at)
+    with app.db.session() as s:
+        app.cameras.get(s, camera_id)
+        authorize_footage(principal(request), "snapshot", camera_id, t, t)
+        jpeg = playback.snapshot(s, app.settings.segments_path, camera_id, t)
+    return Response(jpeg, media_type="image/jpeg")
+
+
+@router.get("/fmp4")
+def get_fmp4(camera_id: int, start: str, end: str, request: Request) -> StreamingResponse:
+    """Fragmented MP4 for MediaSource playback of a range."""
+    app = request.app.state.viis
+    frm, to = _range(start, end)
+    with app.db.session() as s:
+        app.cameras.get(s, camera_id)
+        authorize_footage(principal(request), "playback", camera_id, frm, to)
+        chunks = list(playback.mse(s, app.settings.segments_path, camera_id, frm, to))
+    return StreamingResponse(iter(chunks), media_type="video/mp4")
