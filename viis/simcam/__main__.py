@@ -1,0 +1,5 @@
+import sys
+
+from viis.simcam import main
+
+sys.exit(main())
