@@ -31,10 +31,20 @@ def _redact_processor(_logger, _name, event: dict[str, Any]) -> dict[str, Any]:
     return redact(event)
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (not when logging was set up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "INFO", json_format: bool = True) -> None:
     renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json_format \
         else structlog.dev.ConsoleRenderer(colors=False)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s", force=True)
+    logging.basicConfig(level=level, stream=_Stderr(), format="%(message)s", force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -45,7 +55,7 @@ def configure(level: str = "INFO", json_format: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=False,
     )
 
