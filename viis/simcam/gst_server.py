@@ -22,7 +22,8 @@ A JSON control interface on HTTP (127.0.0.1) injects faults per camera:
 ``POST /cameras/<i>/fault``           body ``{"fault": NAME, ...params}``
 ``POST /cameras/<i>/clear``           body ``{}`` or ``{"fault": NAME}``
 
-Faults: ``drop`` (``refuse_s``, ``refuse_status``), ``stall``
+Faults: ``drop`` (``refuse_s``, ``refuse_status``: DESCRIBE/SETUP/PLAY are
+refused, OPTIONS never is, see ``_on_client_connected``), ``stall``
 (``duration_s``), ``freeze``, ``black``, ``blur``, ``cover``, ``shift``,
 ``clock_offset`` (``offset_s``); all but ``drop`` take ``duration_s`` after
 which they clear themselves.  Picture changes take effect at the next
@@ -384,13 +385,15 @@ class SimServer:
         return None
 
     def _on_client_connected(self, server, client) -> None:
-        for sig in (
-            "pre-options-request",
-            "pre-describe-request",
-            "pre-setup-request",
-            "pre-play-request",
-        ):
-            client.connect(sig, self._on_pre_request)
+        # OPTIONS is never refused: GstRtspServer (1.22 at least) answers a
+        # non-OK pre-options-request with gst_rtsp_message_free(ctx->response)
+        # on a response that lives on handle_request's stack, i.e. free() of
+        # a stack address -> "munmap_chunk(): invalid pointer" abort.  The
+        # DESCRIBE/SETUP/PLAY error paths do not free it, so a refusal starts
+        # at the first request that touches the media.
+        client.connect("pre-options-request", self._on_pre_request, False)
+        for sig in ("pre-describe-request", "pre-setup-request", "pre-play-request"):
+            client.connect(sig, self._on_pre_request, True)
         client.connect("closed", self._on_client_closed)
         if self.basic_challenge:
             client.connect("send-message", self._on_send_message)
@@ -416,7 +419,7 @@ class SimServer:
         except Exception as exc:  # noqa: BLE001
             log(f"send-message: {exc}")
 
-    def _on_pre_request(self, client, ctx):
+    def _on_pre_request(self, client, ctx, refusable: bool):
         try:
             path = ctx.uri.abspath if ctx.uri is not None else None
         except Exception:  # noqa: BLE001
@@ -425,7 +428,7 @@ class SimServer:
         if cam is None:
             return GstRtsp.RTSPStatusCode.OK
         with self.lock:
-            if cam.refuse_until > time.time():
+            if refusable and cam.refuse_until > time.time():
                 return GstRtsp.RTSPStatusCode(cam.refuse_status)
             cam.clients.add(client)
         return GstRtsp.RTSPStatusCode.OK
