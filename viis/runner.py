@@ -27,7 +27,7 @@ def start_simcams(app: App):
     sc = app.settings.simcam
     fleet = SimFleet(sc.count, rtsp_port=sc.rtsp_port, control_port=sc.control_port,
                      width=sc.width, height=sc.height, fps=sc.fps, bitrate=sc.bitrate,
-                     gop_s=sc.gop_s, cache_dir=app.settings.data_dir / "simcam-cache")
+                     gop_s=sc.gop_s)  # clips cached in the simcam default cache
     fleet.start()
     with app.db.session() as s:
         have = {c.name: c for c in app.cameras.list(s)}
