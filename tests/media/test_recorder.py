@@ -99,3 +99,24 @@ def test_credentials_never_reach_logs_or_status(tmp_path, capsys):
     assert "authentication failed" in err or "authentication" in status
     assert rows(app, good)[0], "the camera with the right password records"
     assert rows(app, bad)[0] == []
+
+
+def test_keyframe_taps_get_decodable_keyframes_from_the_one_camera_session(server, tmp_path):
+    import av
+
+    app = make_app(tmp_path)
+    cid = add_camera(app, "cam", server.url("/h264"))
+    got = []
+
+    async def run(rec):
+        rec.add_keyframe_tap(lambda cam, t, codec, nals: got.append((cam, t, codec, nals)))
+        await asyncio.sleep(4)
+
+    asyncio.run(record_for(app, 0, during=run))
+    assert len(got) >= 3 and {g[0] for g in got} == {cid} and {g[2] for g in got} == {"h264"}
+    assert all(900 <= b[1] - a[1] <= 1100 for a, b in zip(got, got[1:]))  # one keyframe a second
+    codec = av.CodecContext.create("h264", "r")
+    data = b"".join(b"\0\0\0\1" + n for n in got[-1][3])
+    frames = [f for p in codec.parse(data) + codec.parse(b"") for f in codec.decode(p)]
+    frames += list(codec.decode(None))
+    assert frames and (frames[0].width, frames[0].height) == (320, 240)

@@ -104,7 +104,7 @@ class CameraRecorder:
         # The next gap to append before footage resumes: (cause, detail), start = chain end.
         self.pending_gap: tuple[str, str] | None = None
         self._reset_session()
-        self.taps: list = []
+        self.key_taps: list = []
         self.segments = 0
 
     # -- session state -------------------------------------------------------------
@@ -214,13 +214,25 @@ class CameraRecorder:
             elif unit.stream == self.ai and self.writer is not None:
                 self.last_ats = unit.ts
                 self.writer.write_sample(AUDIO_TRACK, unit.ts, unit.data, True)
-            for tap in self.taps:
-                tap(self, unit)
+            if unit.key and self.key_taps and unit.stream == self.vi:
+                self._feed_key_taps(unit)
         except OSError as e:
             self._fail(e)
         except Exception as e:  # a broken unit must not kill the session silently
             log.exception("unit_failed", camera=self.conf.name)
             self._fail(e)
+
+    def _feed_key_taps(self, unit: AccessUnit) -> None:
+        """Video keyframes for diagnosis, decodable alone (parameter sets prepended)."""
+        nals = unit.data
+        if _sps(nals, self.video_codec) is None and self.session is not None:
+            nals = [*self.session.streams[self.vi].parameter_sets.values(), *nals]
+        t = self.wall(unit.ts) if self.anchor_wall is not None else unit.wall_ms
+        for tap in self.key_taps:
+            try:
+                tap(self.conf.id, t, self.video_codec, nals)
+            except Exception:
+                log.exception("tap_failed", camera=self.conf.name)
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
@@ -440,6 +452,7 @@ class Recorder:
         self.recovery: dict[str, Any] = {}
         self._pending: list[Future] = []
         self._free_at_pause = 0
+        self._key_taps: list = []
 
     # -- paths and threads ------------------------------------------------------------
     def segment_path(self, uid: str, start_ms: int) -> str:
@@ -505,6 +518,7 @@ class Recorder:
             if conf.id in self.cameras:
                 continue
             cr = CameraRecorder(self, conf, phase_ms=(i * self.segment_ms) // n)
+            cr.key_taps = self._key_taps
             if ends.get(conf.id) is not None:
                 cr.pending_gap = self._initial_cause
             self.cameras[conf.id] = cr
@@ -544,6 +558,15 @@ class Recorder:
                 fd = w.fileno()
                 if fd is not None:
                     loop.run_in_executor(self._sync, _fdatasync_quiet, fd)
+
+    # -- taps: the recorder is the only client of a camera (invariant 6) ---------------
+    def add_keyframe_tap(self, fn) -> None:
+        """``fn(camera_id, wall_ms, codec, nals)`` is called on the event loop for every video
+        keyframe of every camera (now and later started); it must return quickly (hand the
+        work to a thread). ``nals`` decode alone: parameter sets are included."""
+        self._key_taps.append(fn)
+        for cr in self.cameras.values():
+            cr.key_taps = self._key_taps
 
     # -- status -----------------------------------------------------------------------
     def status(self, camera_id: int) -> dict | None:
