@@ -58,6 +58,19 @@ def db(db_url_kind: str, tmp_path: Path):
 
 
 @pytest.fixture
+def pg_url():
+    """URL of a fresh PostgreSQL schema (dropped afterwards), for whole-system tests."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    d, drop = _pg_database(name)
+    d.dispose()
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        drop()
+
+
+@pytest.fixture
 def sqlite_db(tmp_path: Path):
     d = Database(f"sqlite:///{tmp_path / 'viis.db'}")
     d.migrate()

@@ -120,3 +120,17 @@ def test_keyframe_taps_get_decodable_keyframes_from_the_one_camera_session(serve
     frames = [f for p in codec.parse(data) + codec.parse(b"") for f in codec.decode(p)]
     frames += list(codec.decode(None))
     assert frames and (frames[0].width, frames[0].height) == (320, 240)
+
+
+@pytest.mark.postgres
+def test_recording_on_postgresql_indexes_and_verifies(server, tmp_path, pg_url):
+    app = make_app(tmp_path, db_url=pg_url)
+    cid = add_camera(app, "cam", server.url("/h264aac"))
+    asyncio.run(record_for(app, 9))
+    segs, gaps = rows(app, cid)
+    assert len(segs) >= 2 and gaps == []
+    assert [s.seq for s in segs] == list(range(1, len(segs) + 1))
+    with app.db.session() as s:
+        rep = Verifier(s, app.settings.segments_path, deep=True).run()
+    assert rep.ok, rep.problems
+    app.close()

@@ -83,21 +83,9 @@ def create_app(app: App, recorder=None) -> FastAPI:
     async def _invalid(_r, e: ValidationFailed):
         return _err(422, str(e), field=e.field, articles=list(e.articles))
 
-    @api.exception_handler(NotFound)
-    async def _nf(_r, e: NotFound):
-        return _err(404, str(e))
-
-    @api.exception_handler(Forbidden)
-    async def _fb(_r, e: Forbidden):
-        return _err(403, str(e))
-
-    @api.exception_handler(ViisError)
-    async def _viis(_r, e: ViisError):
-        return _err(400, str(e))
-
-    @api.exception_handler(ValueError)
-    async def _value(_r, e: ValueError):
-        return _err(400, str(e))
+    # Most specific first: FastAPI picks the handler by the exception's class hierarchy.
+    for exc_type, status in ((NotFound, 404), (Forbidden, 403), (ViisError, 400), (ValueError, 400)):
+        api.add_exception_handler(exc_type, lambda _r, e, status=status: _err(status, str(e)))
 
     @api.exception_handler(RequestValidationError)
     async def _reqval(_r, e: RequestValidationError):

@@ -3,6 +3,8 @@ passes the one door (viis.access.door.authorize_footage) before reading footage.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
@@ -21,13 +23,20 @@ def _range(start: str, end: str) -> tuple[int, int]:
     return parse_time(start), parse_time(end)
 
 
-@router.get("/timeline")
-def get_timeline(camera_id: int, start: str, end: str, request: Request) -> dict:
+@contextmanager
+def _door(request: Request, camera_id: int, action: str, frm: int, to: int):
+    """A session in which the camera exists and the one door has let this use through."""
     app = request.app.state.viis
-    frm, to = _range(start, end)
     with app.db.session() as s:
         app.cameras.get(s, camera_id)
-        authorize_footage(principal(request), "timeline", camera_id, frm, to)
+        authorize_footage(principal(request), action, camera_id, frm, to)
+        yield s, app
+
+
+@router.get("/timeline")
+def get_timeline(camera_id: int, start: str, end: str, request: Request) -> dict:
+    frm, to = _range(start, end)
+    with _door(request, camera_id, "timeline", frm, to) as (s, _app):
         return timeline(s, camera_id, frm, to)
 
 
@@ -35,11 +44,8 @@ def get_timeline(camera_id: int, start: str, end: str, request: Request) -> dict
 def get_export(camera_id: int, start: str, end: str, request: Request) -> FileResponse:
     """The range as one MP4 by stream copy; supports HTTP range requests. Gaps inside the
     range are listed in the X-VIIS-Gaps header (start-end:cause, UTC ms)."""
-    app = request.app.state.viis
     frm, to = _range(start, end)
-    with app.db.session() as s:
-        app.cameras.get(s, camera_id)
-        authorize_footage(principal(request), "export", camera_id, frm, to)
+    with _door(request, camera_id, "export", frm, to) as (s, app):
         ex = playback.export(s, app.settings.segments_path, app.settings.data_dir / "exports",
                              camera_id, frm, to)
     headers = {"X-VIIS-Gaps": ",".join(f"{a}-{b}:{c}" for a, b, c in ex.gaps)[:4000]}
@@ -49,11 +55,8 @@ def get_export(camera_id: int, start: str, end: str, request: Request) -> FileRe
 
 @router.get("/snapshot.jpg")
 def get_snapshot(camera_id: int, at: str, request: Request) -> Response:
-    app = request.app.state.viis
     t, _ = _range(at, at)
-    with app.db.session() as s:
-        app.cameras.get(s, camera_id)
-        authorize_footage(principal(request), "snapshot", camera_id, t, t)
+    with _door(request, camera_id, "snapshot", t, t) as (s, app):
         jpeg = playback.snapshot(s, app.settings.segments_path, camera_id, t)
     return Response(jpeg, media_type="image/jpeg")
 
@@ -61,10 +64,7 @@ def get_snapshot(camera_id: int, at: str, request: Request) -> Response:
 @router.get("/fmp4")
 def get_fmp4(camera_id: int, start: str, end: str, request: Request) -> StreamingResponse:
     """Fragmented MP4 for MediaSource playback of a range."""
-    app = request.app.state.viis
     frm, to = _range(start, end)
-    with app.db.session() as s:
-        app.cameras.get(s, camera_id)
-        authorize_footage(principal(request), "playback", camera_id, frm, to)
+    with _door(request, camera_id, "playback", frm, to) as (s, app):
         chunks = list(playback.mse(s, app.settings.segments_path, camera_id, frm, to))
     return StreamingResponse(iter(chunks), media_type="video/mp4")
