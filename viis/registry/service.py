@@ -95,6 +95,26 @@ class CameraService:
             raise ValidationFailed("retention_days above 3650 (ten years) is refused", field="retention_days")
         return days
 
+    def check_location(self, location_type: str) -> str:
+        """Refuse a camera in a place the packs in force forbid (Q9.1, N8.1), citing every
+        article, and a location type that is not in the packs' vocabulary."""
+        today = self._today()
+        forbidden = self.rules.forbidden_locations(today).get(location_type)
+        if forbidden is not None:
+            raise ValidationFailed(
+                f"location_type {location_type!r} ({forbidden.titles[0]}) is a place where cameras "
+                f"are forbidden ({', '.join(forbidden.articles)}); do not install a camera there",
+                field="location_type",
+                articles=forbidden.articles,
+            )
+        allowed = self.rules.allowed_locations(today)
+        if location_type not in allowed:
+            raise ValidationFailed(
+                f"location_type {location_type!r} is unknown; use one of: {', '.join(allowed)}",
+                field="location_type",
+            )
+        return location_type
+
     def _validate(self, data: CameraInput) -> dict[str, Any]:
         if not isinstance(data.name, str) or not data.name.strip():
             raise ValidationFailed("name is empty", field="name")
@@ -113,13 +133,14 @@ class CameraService:
             v = getattr(data, f)
             if v is not None and (not isinstance(v, str) or len(v) > 200):
                 raise ValidationFailed(f"{f} must be text of at most 200 characters", field=f)
+        location_type = self.check_location(data.location_type or "public_area")
         minimum, _ = self.rules.retention_minimum(self._today())
         days = self.check_retention(data.retention_days if data.retention_days is not None else minimum)
         return dict(
             name=name, main_url=main, sub_url=sub,
             username=data.username if data.username is not None else mu,
             password=data.password if data.password is not None else mp,
-            site=data.site or "", location_type=data.location_type or "public_area",
+            site=data.site or "", location_type=location_type,
             security_level=data.security_level, retention_days=days,
             priority=data.priority, enabled=bool(data.enabled),
         )
