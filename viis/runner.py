@@ -86,6 +86,24 @@ def _forecast(app: App) -> None:
             clear_fault(s, "retention_at_risk", app.clock.wall_ms())
 
 
+def start_health(app: App, recorder):
+    """Video quality diagnosis fed by the recorder's keyframe tap (Q19.3, Q18.1, N23.1)."""
+    h = app.settings.health
+    if not h.enabled:
+        return None
+    from viis.health.monitor import HealthMonitor, PersistenceRule
+    from viis.simcam.clips import scene_box
+
+    with app.db.session() as s:
+        simulated = {c.id for c in app.cameras.list(s) if c.name.startswith(SIM_PREFIX)}
+
+    def roi(camera_id, w, h_):  # the simulated cameras' burnt-in clock is not scene
+        return scene_box(w, h_) if camera_id in simulated else None
+
+    rule = PersistenceRule(n=h.persist_n, m=h.persist_m, min_s=h.persist_s, clear_n=h.clear_n)
+    return HealthMonitor(app, recorder, interval_s=h.interval_s, rule=rule, roi=roi)
+
+
 async def serve(app: App) -> None:
     import uvicorn
 
@@ -96,6 +114,7 @@ async def serve(app: App) -> None:
     app.seed_cameras()
     recorder = Recorder(app)
     await recorder.start()
+    monitor = start_health(app, recorder)
     api = create_app(app, recorder)
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
@@ -115,6 +134,8 @@ async def serve(app: App) -> None:
     server.should_exit = True
     tasks[1].cancel()
     await recorder.stop()
+    if monitor is not None:
+        monitor.close()
     await asyncio.gather(*tasks, return_exceptions=True)
     if fleet is not None:
         fleet.stop()

@@ -63,6 +63,18 @@ class RetentionSettings(_Section):
     sweep_interval_s: float = Field(300.0, gt=0)
 
 
+class HealthSettings(_Section):
+    """Video quality diagnosis (Q19.3): one keyframe per camera per interval, and a fault
+    only when N of the last M samples are bad for at least ``persist_s``."""
+
+    enabled: bool = True
+    interval_s: float = Field(10.0, ge=1.0, le=3600.0)
+    persist_n: int = Field(4, ge=1, le=100)
+    persist_m: int = Field(6, ge=1, le=100)
+    persist_s: float = Field(30.0, ge=0.0)
+    clear_n: int = Field(3, ge=1, le=100)
+
+
 class SimcamSettings(_Section):
     """Simulated cameras; started by ``viis run`` when no camera is configured."""
 
@@ -113,6 +125,7 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     recorder: RecorderSettings = RecorderSettings()
     retention: RetentionSettings = RetentionSettings()
+    health: HealthSettings = HealthSettings()
     simcam: SimcamSettings = SimcamSettings()
     log: LogSettings = LogSettings()
     cameras: list[CameraSeed] = []

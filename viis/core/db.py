@@ -81,7 +81,9 @@ class Database:
         cfg.set_main_option("script_location", str(Path(__file__).resolve().parents[1] / "migrations"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            # "heads": work landing in parallel may add migrations that branch from the same
+            # parent; each applies, and a later merge revision joins them.
+            command.upgrade(cfg, "heads")
 
     def dispose(self) -> None:
         self.engine.dispose()
