@@ -134,3 +134,27 @@ def test_recording_on_postgresql_indexes_and_verifies(server, tmp_path, pg_url):
         rep = Verifier(s, app.settings.segments_path, deep=True).run()
     assert rep.ok, rep.problems
     app.close()
+
+
+def test_disabling_and_reenabling_a_camera_records_a_disabled_gap(server, tmp_path):
+    app = make_app(tmp_path)
+    cid = add_camera(app, "cam", server.url("/h264"))
+
+    async def toggle(rec):
+        await asyncio.sleep(5)
+        with app.db.session() as s:
+            app.cameras.update(s, cid, {"enabled": False})
+        await rec.sync_cameras()
+        await asyncio.sleep(3)
+        with app.db.session() as s:
+            app.cameras.update(s, cid, {"enabled": True, "priority": 70})
+        await rec.sync_cameras()
+        assert rec.cameras[cid].priority == 70
+        await asyncio.sleep(5)
+
+    asyncio.run(record_for(app, 0, during=toggle))
+    segs, gaps = rows(app, cid)
+    assert [g.cause for g in gaps] == ["disabled"]
+    assert 2500 <= gaps[0].end_ms - gaps[0].start_ms <= 6000
+    with app.db.session() as s:
+        assert Verifier(s, app.settings.segments_path).run().ok

@@ -55,7 +55,8 @@ AUDIO_CODECS = {"aac", "pcma", "pcmu"}
 
 @dataclass(frozen=True)
 class CameraConf:
-    """What the recorder needs of a camera; a change restarts its recording."""
+    """What the recorder needs to open a camera's stream; a change restarts its session.
+    (Retention is read by the index at each append; priority is updated in place.)"""
 
     id: int
     uid: str
@@ -63,13 +64,10 @@ class CameraConf:
     url: str
     username: str | None
     password: str | None
-    priority: int
-    retention_days: int
 
     @classmethod
     def of(cls, c: Camera) -> CameraConf:
-        return cls(c.id, c.uid, c.name, c.main_url, c.username, c.password, c.priority,
-                   c.retention_days)
+        return cls(c.id, c.uid, c.name, c.main_url, c.username, c.password)
 
 
 def _cause_of(exc: BaseException | None) -> tuple[str, str]:
@@ -89,9 +87,10 @@ def _cause_of(exc: BaseException | None) -> tuple[str, str]:
 
 
 class CameraRecorder:
-    def __init__(self, rec: Recorder, conf: CameraConf, phase_ms: int) -> None:
+    def __init__(self, rec: Recorder, conf: CameraConf, phase_ms: int, priority: int = 50) -> None:
         self.rec = rec
         self.conf = conf
+        self.priority = priority
         self.phase_ms = phase_ms
         self.state = "starting"
         self.last_error = ""
@@ -453,6 +452,7 @@ class Recorder:
         self._pending: list[Future] = []
         self._free_at_pause = 0
         self._key_taps: list = []
+        self._causes: dict[int, tuple[str, str]] = {}  # why a stopped camera went silent
 
     # -- paths and threads ------------------------------------------------------------
     def segment_path(self, uid: str, start_ms: int) -> str:
@@ -504,23 +504,26 @@ class Recorder:
         with self.app.db.session() as s:
             rows = list(s.scalars(select(Camera).where(Camera.enabled.is_(True)).order_by(Camera.id)))
             confs = [CameraConf.of(c) for c in rows]
+            priority = {c.id: c.priority for c in rows}
             ends = {c.id: last_end_ms(s, c.id) for c in rows}
         wanted = {c.id: c for c in confs}
         for cid, cr in list(self.cameras.items()):
             if cid not in wanted or wanted[cid] != cr.conf:
                 await cr.stop()
                 del self.cameras[cid]
-                if cid not in wanted:  # disabled: its silence is on record until it returns
-                    self.submit(cr._commit_gap, self.clock.wall_ms(), "disabled",
-                                "camera disabled by an administrator")
+                # The silence that follows is explained when footage resumes.
+                self._causes[cid] = ("disabled", "camera disabled by an administrator") \
+                    if cid not in wanted else ("recorder_restart", "camera stream settings changed")
         n = max(1, len(confs))
         for i, conf in enumerate(confs):
             if conf.id in self.cameras:
+                self.cameras[conf.id].priority = priority[conf.id]
                 continue
-            cr = CameraRecorder(self, conf, phase_ms=(i * self.segment_ms) // n)
+            cr = CameraRecorder(self, conf, phase_ms=(i * self.segment_ms) // n,
+                                priority=priority[conf.id])
             cr.key_taps = self._key_taps
             if ends.get(conf.id) is not None:
-                cr.pending_gap = self._initial_cause
+                cr.pending_gap = self._causes.pop(conf.id, self._initial_cause)
             self.cameras[conf.id] = cr
             cr.task = asyncio.create_task(cr.run(), name=f"camera-{conf.name}")
 
@@ -613,8 +616,8 @@ class Recorder:
         active = [c for c in self.cameras.values() if not c.paused]
         if not active:
             return []
-        low = min(c.conf.priority for c in active)
-        hit = [c for c in active if c.conf.priority == low]
+        low = min(c.priority for c in active)
+        hit = [c for c in active if c.priority == low]
         for c in hit:
             c.pause(cause)
         return [c.conf.name for c in hit]
