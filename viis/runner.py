@@ -13,7 +13,7 @@ from viis.core.logging import configure, get_logger
 from viis.core.metrics import store_forecast_days
 from viis.health.faults import clear_fault, raise_fault
 from viis.media.capacity import forecast
-from viis.media.retention import sweep
+from viis.media.retention import over_retention, sweep
 from viis.registry.service import CameraInput
 
 log = get_logger(__name__)
@@ -80,10 +80,21 @@ def _forecast(app: App) -> None:
                      reserve_bytes=st.min_free_bytes, warn_days=st.forecast_warn_days)
         if f.days_until_full is not None:
             store_forecast_days.set(f.days_until_full)
+        now = app.clock.wall_ms()
         if f.level == "warning":
-            raise_fault(s, "retention_at_risk", "warning", f.message, app.clock.wall_ms())
+            raise_fault(s, "retention_at_risk", "warning", f.message, now)
         elif f.level == "ok":
-            clear_fault(s, "retention_at_risk", app.clock.wall_ms())
+            clear_fault(s, "retention_at_risk", now)
+        # N17.1: footage kept past the default without a hold or legal basis must go.
+        over = over_retention(s, app.rules, now)
+        if over:
+            names = ", ".join(f"{o.camera} ({o.segments} segments)" for o in over)
+            raise_fault(s, "retention_exceeded", "warning",
+                        f"footage kept past {over[0].limit_days} days without a hold or legal "
+                        f"basis (N17.1): {names}. Record the legal basis on the camera or let "
+                        "its retention expire.", now)
+        else:
+            clear_fault(s, "retention_exceeded", now)
 
 
 def start_health(app: App, recorder):

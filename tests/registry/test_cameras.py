@@ -74,3 +74,13 @@ def test_duplicate_name_is_refused(db, rules, clock):
         svc(rules, clock).add(s, CameraInput(name="a", main_url="rtsp://h/a"))
     with db.session() as s, pytest.raises(ValidationFailed, match="exists already"):
         svc(rules, clock).add(s, CameraInput(name="a", main_url="rtsp://h/b"))
+
+
+def test_a_legal_basis_for_longer_retention_is_kept_and_shown(db, rules, clock):
+    """N17.1: keeping footage past the default needs a recorded legal basis."""
+    with db.session() as s:
+        cam = svc(rules, clock).add(s, CameraInput(name="vault", main_url="rtsp://h/v", retention_days=90,
+                                                    retention_basis="PBoC rule: 90 days for vaults"))
+        assert public_view(cam)["retention_basis"] == "PBoC rule: 90 days for vaults"
+    with db.session() as s, pytest.raises(ValidationFailed, match="500"):
+        svc(rules, clock).update(s, cam.id, {"retention_basis": "x" * 501})

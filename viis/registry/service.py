@@ -40,6 +40,8 @@ class CameraInput:
     retention_days: int | None = None
     priority: int = 50
     enabled: bool = True
+    # Legal basis for keeping footage past the national default (N17.1), e.g. a bank rule.
+    retention_basis: str = ""
 
 
 def _split_url(url: str, field: str) -> tuple[str, str | None, str | None]:
@@ -143,7 +145,17 @@ class CameraService:
             site=data.site or "", location_type=location_type,
             security_level=data.security_level, retention_days=days,
             priority=data.priority, enabled=bool(data.enabled),
+            retention_basis=self._basis(data.retention_basis),
         )
+
+    @staticmethod
+    def _basis(text) -> str:
+        if text is None:
+            return ""
+        if not isinstance(text, str) or len(text) > 500:
+            raise ValidationFailed("retention_basis must be text of at most 500 characters",
+                                   field="retention_basis")
+        return text.strip()
 
     def add(self, s: Session, data: CameraInput) -> Camera:
         values = self._validate(data)
@@ -164,7 +176,7 @@ class CameraService:
             name=cam.name, main_url=cam.main_url, sub_url=cam.sub_url, username=cam.username,
             password=cam.password, site=cam.site, location_type=cam.location_type,
             security_level=cam.security_level, retention_days=cam.retention_days,
-            priority=cam.priority, enabled=cam.enabled,
+            priority=cam.priority, enabled=cam.enabled, retention_basis=cam.retention_basis,
         )
         for k, v in changes.items():
             setattr(current, k, v)
@@ -199,6 +211,7 @@ def public_view(cam: Camera) -> dict[str, Any]:
         "site": cam.site, "location_type": cam.location_type,
         "security_level": cam.security_level, "retention_days": cam.retention_days,
         "priority": cam.priority, "enabled": cam.enabled,
+        "retention_basis": cam.retention_basis,
         "created_ms": cam.created_ms, "updated_ms": cam.updated_ms,
     }
 
