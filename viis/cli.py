@@ -194,6 +194,46 @@ def cmd_simcam(args) -> int:
     return simcam_main(args.rest)
 
 
+def cmd_compliance_evaluate(args) -> int:
+    """Findings for a snapshot as of a date (docs/compliance-snapshot.md); exit 1 if any breach."""
+    from datetime import date as _date
+    from pathlib import Path
+
+    from viis.compliance.engine import evaluate
+    from viis.compliance.rulepack import RuleBook
+    from viis.compliance.snapshot import MAX_BYTES, SnapshotError, loads
+
+    try:
+        on = _date.fromisoformat(args.on)
+    except ValueError:
+        raise ViisError(f"--on {args.on!r}: give a date YYYY-MM-DD (Asia/Shanghai)") from None
+    path = Path(args.snapshot)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SnapshotError(f"{path}: {path.stat().st_size} bytes; at most {MAX_BYTES}")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ViisError(f"cannot read {path}: {e.strerror}") from None
+    packs = Path(args.rulepacks) if args.rulepacks else load_settings(args.config).rulepack_dir
+    findings = evaluate(loads(data), RuleBook.load(packs), on)
+    if args.json:
+        print(json.dumps({"on": on.isoformat(), "findings": [f.as_dict() for f in findings]},
+                         ensure_ascii=False, indent=2))
+    else:
+        rows = [("kind", "check", "subject", "requirements", "penalties", "detected", "due/rectify by")]
+        for f in findings:
+            rows.append((f.kind, f.check, f.subject, ",".join(f.requirements),
+                         ",".join(f.penalty_ids) or "-", f.detected_on.isoformat(),
+                         (f.due or f.rectify_by or "-").__str__()
+                         if f.kind == "reminder" else str(f.rectify_by or "-")))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        breaches = sum(f.kind == "breach" for f in findings)
+        print(f"{breaches} breach(es), {len(findings) - breaches} reminder(s) on {on}")
+    return 1 if any(f.kind == "breach" for f in findings) else 0
+
+
 # -- parser ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="viis", description="VIIS video image information system")
@@ -251,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     verb("sweep", cmd_retention_sweep, "remove expired, unheld segments now", ret)
     verb("report", cmd_retention_report, "footage kept past the legal default (N17.1)", ret)
     verb("capacity", cmd_capacity, "disk capacity forecast")
+    comp = sub.add_parser("compliance", help="compliance engine").add_subparsers(dest="sub", required=True)
+    ce = verb("evaluate", cmd_compliance_evaluate, "findings of a snapshot as of a date", comp)
+    ce.add_argument("snapshot", help="snapshot JSON (docs/compliance-snapshot.md)")
+    ce.add_argument("--on", required=True, help="evaluation day YYYY-MM-DD (Asia/Shanghai)")
+    ce.add_argument("--rulepacks", help="rule pack directory (default: settings rulepack_dir)")
+    ce.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
     return p
 
 
