@@ -2,6 +2,7 @@
 
 from viis.core.db import Base
 from viis.health.models import Fault
+from viis.health.tickets import FaultTicket  # noqa: F401
 from viis.integrity.models import ChainHead
 from viis.media.models import Gap, Hold, RecorderRun, Segment
 from viis.registry.models import Camera

@@ -73,6 +73,28 @@ class HealthSettings(_Section):
     persist_m: int = Field(6, ge=1, le=100)
     persist_s: float = Field(30.0, ge=0.0)
     clear_n: int = Field(3, ge=1, le=100)
+    # fault tickets (Q19.3): closed only after the fault stayed away this long
+    ticket_hold_s: float = Field(600.0, ge=0.0)
+    ticket_sweep_s: float = Field(60.0, gt=0)
+
+
+class NotifySettings(_Section):
+    """Where fault ticket events go (Q19.3 "notify maintenance"): an MQTT broker
+    (``mqtt://host:port``, topic ``<mqtt_topic>/<camera uid or "system">``) and webhooks
+    (JSON POST). Delivery runs in worker threads, never in the caller."""
+
+    mqtt_url: str | None = None
+    mqtt_topic: str = "viis/faults"
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    webhooks: list[str] = []
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120.0)
+    webhook_retries: int = Field(5, ge=0, le=50)
+    webhook_backoff_s: float = Field(1.0, gt=0, le=600.0)  # doubled after each failure
+    smtp_host: str | None = None  # e-mail: not sent yet
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_from: str | None = None
+    smtp_to: list[str] = []
 
 
 class SimcamSettings(_Section):
@@ -126,6 +148,7 @@ class Settings(_Section):
     recorder: RecorderSettings = RecorderSettings()
     retention: RetentionSettings = RetentionSettings()
     health: HealthSettings = HealthSettings()
+    notify: NotifySettings = NotifySettings()
     simcam: SimcamSettings = SimcamSettings()
     log: LogSettings = LogSettings()
     cameras: list[CameraSeed] = []

@@ -1,6 +1,8 @@
 """Open and clear faults. One open fault per (kind, camera): raising it again is a no-op,
-so a condition that persists does not flood the list. The health issue adds tickets,
-notification and repair deadlines on top (Q19.3)."""
+so a condition that persists does not flood the list. When a
+:class:`viis.health.tickets.TicketDesk` is attached to the database, raising a fault opens
+(or reopens) its ticket and clearing it marks the ticket cleared, in the same transaction
+(Q19.3: faults are notified, repaired, and tracked to closure)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from viis.core.logging import get_logger
 from viis.core.metrics import faults_open
+from viis.health import tickets
 from viis.health.models import Fault
 
 log = get_logger(__name__)
@@ -21,7 +24,8 @@ def _open_q(kind: str, camera_id: int | None):
 
 
 def raise_fault(s: Session, kind: str, severity: str, message: str, now_ms: int,
-                camera_id: int | None = None) -> Fault:
+                camera_id: int | None = None, evidence: bytes | None = None) -> Fault:
+    """``evidence``: a JPEG of what showed the fault (kept with the ticket)."""
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}")
     existing = s.scalar(_open_q(kind, camera_id))
@@ -34,6 +38,9 @@ def raise_fault(s: Session, kind: str, severity: str, message: str, now_ms: int,
     s.flush()
     log.warning("fault_raised", kind=kind, severity=severity, camera_id=camera_id, message=message)
     _update_gauge(s)
+    desk = tickets.desk_for(s)
+    if desk is not None:
+        desk.fault_raised(s, f, evidence, now_ms)
     return f
 
 
@@ -45,6 +52,9 @@ def clear_fault(s: Session, kind: str, now_ms: int, camera_id: int | None = None
     s.flush()
     log.info("fault_cleared", kind=kind, camera_id=camera_id)
     _update_gauge(s)
+    desk = tickets.desk_for(s)
+    if desk is not None:
+        desk.fault_cleared(s, kind, camera_id, now_ms)
     return True
 
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import select
 
 from viis.core.logging import get_logger
-from viis.health import vqd
+from viis.health import snapshot, vqd
 from viis.health.faults import clear_fault, raise_fault
 from viis.health.models import Fault
 
@@ -27,6 +28,8 @@ log = get_logger(__name__)
 
 Roi = tuple[int, int, int, int]
 RoiFn = Callable[[int, int, int], Roi | None]  # (camera_id, width, height) -> box or None
+# (camera_id, keyframe wall ms, full luma plane) -> None; called in the worker thread
+Observer = Callable[[int, int, "np.ndarray"], None]
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,15 @@ class _Cam:
 class HealthMonitor:
     def __init__(self, app, recorder, interval_s: float = 10.0, clock=None, *,
                  config: vqd.VqdConfig | None = None, rule: PersistenceRule | None = None,
-                 roi: RoiFn | None = None, workers: int = 1) -> None:
+                 roi: RoiFn | None = None, workers: int = 1,
+                 observers: list[Observer] | None = None) -> None:
         self.app = app
         self.clock = clock or app.clock
         self.interval_ms = int(interval_s * 1000)
         self.config = config or vqd.VqdConfig()
         self.rule = rule or PersistenceRule()
         self.roi = roi
+        self.observers: list[Observer] = list(observers or [])
         self._cams: dict[int, _Cam] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="viis-vqd")
@@ -128,6 +133,11 @@ class HealthMonitor:
 
     def _diagnose(self, camera_id: int, cam: _Cam, wall_ms: int, codec: str, nals) -> None:
         luma = vqd.decode_keyframe(codec, nals)
+        for obs in self.observers:  # e.g. the clock watch reading the burnt-in time code
+            try:
+                obs(camera_id, wall_ms, luma)
+            except Exception:
+                log.exception("health_observer_failed", camera_id=camera_id)
         h, w = luma.shape
         if cam.size != (w, h):
             cam.size = (w, h)
@@ -148,11 +158,17 @@ class HealthMonitor:
             if ev:
                 events.append((ev, kind, verdict))
         if events:
+            evidence = None
+            if any(ev == "raise" for ev, _k, _v in events):
+                try:  # the keyframe that decided, kept with the ticket (Q19.3)
+                    evidence = snapshot.jpeg(luma)
+                except Exception:
+                    log.exception("snapshot_failed", camera_id=camera_id)
             with self.app.db.session() as s:
                 for ev, kind, verdict in events:
                     if ev == "raise":
                         raise_fault(s, kind, vqd.SEVERITY[kind], verdict.message(), wall_ms,
-                                    camera_id=camera_id)
+                                    camera_id=camera_id, evidence=evidence)
                     else:
                         clear_fault(s, kind, wall_ms, camera_id=camera_id)
 
@@ -167,6 +183,10 @@ class HealthMonitor:
         cam.synced = True
 
     # -- control ------------------------------------------------------------------------
+    def add_observer(self, fn: Observer) -> None:
+        """``fn(camera_id, wall_ms, luma)`` sees every decoded sample (worker thread)."""
+        self.observers.append(fn)
+
     def retake_reference(self, camera_id: int) -> None:
         """Learn the camera's reference again from its next healthy samples (after a
         deliberate re-aim or a new lens); done by the worker, between two diagnoses."""
