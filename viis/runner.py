@@ -97,22 +97,40 @@ def _forecast(app: App) -> None:
             clear_fault(s, "retention_exceeded", now)
 
 
-def start_health(app: App, recorder):
-    """Video quality diagnosis fed by the recorder's keyframe tap (Q19.3, Q18.1, N23.1)."""
-    h = app.settings.health
-    if not h.enabled:
-        return None
-    from viis.health.monitor import HealthMonitor, PersistenceRule
-    from viis.simcam.clips import scene_box
+class Health:
+    """Camera health for `viis run`: fault tickets with notifications, video quality
+    diagnosis and clock accuracy, all fed by the recorder's keyframe tap (Q19.3, Q18.1,
+    N23.1; invariant 6)."""
 
-    with app.db.session() as s:
-        simulated = {c.id for c in app.cameras.list(s) if c.name.startswith(SIM_PREFIX)}
+    def __init__(self, app: App, recorder, cycle_ms: int | None) -> None:
+        from viis.health.clock import ClockWatch
+        from viis.health.monitor import HealthMonitor, PersistenceRule
+        from viis.health.notify import Notifier
+        from viis.health.tickets import TicketDesk
+        from viis.simcam.clips import scene_box
 
-    def roi(camera_id, w, h_):  # the simulated cameras' burnt-in clock is not scene
-        return scene_box(w, h_) if camera_id in simulated else None
+        h = app.settings.health
+        self.notifier = Notifier(app.settings.notify)
+        self.desk = TicketDesk(app, self.notifier, hold_s=h.ticket_hold_s)
+        self.desk.start(h.ticket_sweep_s)
+        with app.db.session() as s:
+            simulated = {c.id for c in app.cameras.list(s) if c.name.startswith(SIM_PREFIX)}
 
-    rule = PersistenceRule(n=h.persist_n, m=h.persist_m, min_s=h.persist_s, clear_n=h.clear_n)
-    return HealthMonitor(app, recorder, interval_s=h.interval_s, rule=rule, roi=roi)
+        def roi(camera_id, w, h_):  # the simulated cameras' burnt-in clock is not scene
+            return scene_box(w, h_) if camera_id in simulated else None
+
+        def cycle(camera_id):  # only simulated cameras paint the machine-readable time code
+            return cycle_ms if camera_id in simulated else None
+
+        rule = PersistenceRule(n=h.persist_n, m=h.persist_m, min_s=h.persist_s, clear_n=h.clear_n)
+        self.monitor = HealthMonitor(app, recorder, interval_s=h.interval_s, rule=rule, roi=roi)
+        self.clock = ClockWatch.attach(app, recorder, self.monitor,
+                                       timecode_cycle=cycle if cycle_ms else None)
+
+    def close(self) -> None:
+        self.monitor.close()
+        self.desk.stop()
+        self.notifier.close()
 
 
 async def serve(app: App) -> None:
@@ -125,7 +143,8 @@ async def serve(app: App) -> None:
     app.seed_cameras()
     recorder = Recorder(app)
     await recorder.start()
-    monitor = start_health(app, recorder)
+    health = Health(app, recorder, fleet.cycle_ms if fleet else None) \
+        if app.settings.health.enabled else None
     api = create_app(app, recorder)
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
@@ -145,8 +164,8 @@ async def serve(app: App) -> None:
     server.should_exit = True
     tasks[1].cancel()
     await recorder.stop()
-    if monitor is not None:
-        monitor.close()
+    if health is not None:
+        health.close()
     await asyncio.gather(*tasks, return_exceptions=True)
     if fleet is not None:
         fleet.stop()
