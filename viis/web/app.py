@@ -15,12 +15,13 @@ from prometheus_client import generate_latest
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from viis import __version__
-from viis.access.door import Forbidden, Principal
+from viis.access.identity import AccountLocked, IdentityService, SignInFailed
+from viis.access.policy import Forbidden
 from viis.app import App
 from viis.core.errors import NotFound, ValidationFailed, ViisError
 from viis.core.logging import get_logger
 from viis.core.metrics import REGISTRY
-from viis.web.auth import ensure_token, principal
+from viis.web.auth import Unauthorized, ensure_token, require_user
 
 log = get_logger(__name__)
 
@@ -51,19 +52,9 @@ class BodyLimit(BaseHTTPMiddleware):
         return response
 
 
-def require_user(request: Request) -> Principal:
-    p = principal(request)
-    if p is None:
-        raise _Unauthorized()
-    return p
-
-
-class _Unauthorized(Exception):
-    pass
-
-
-def create_app(app: App, recorder=None) -> FastAPI:
-    """``recorder`` is the running :class:`viis.media.recorder.Recorder`, when there is one."""
+def create_app(app: App, recorder=None, identity: IdentityService | None = None) -> FastAPI:
+    """``recorder`` is the running :class:`viis.media.recorder.Recorder`, when there is one;
+    ``identity`` the identity service (default: one on the app's clock)."""
     api = FastAPI(title="VIIS", version=__version__, docs_url="/api/docs",
                   openapi_url="/api/openapi.json", redoc_url=None)
     api.state.viis = app
@@ -72,19 +63,35 @@ def create_app(app: App, recorder=None) -> FastAPI:
                                        app.settings.http.api_token.get_secret_value()
                                        if app.settings.http.api_token else None)
     api.state.max_body = app.settings.http.max_body_bytes
+    api.state.identity = identity or IdentityService(app.clock)
+    api.state.footage_scope = None  # retrieval sessions plug in here (next step)
     api.add_middleware(BodyLimit)
 
-    @api.exception_handler(_Unauthorized)
+    @api.exception_handler(Unauthorized)
     async def _unauth(_r, _e):
-        return JSONResponse({"error": "sign in: send Authorization: Bearer <token>"},
+        return JSONResponse({"error": "sign in: POST /api/session, or send Authorization: "
+                                      "Bearer <token>"},
                             status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @api.exception_handler(SignInFailed)
+    async def _signin(_r, e: SignInFailed):
+        return _err(401, str(e))
+
+    @api.exception_handler(AccountLocked)
+    async def _locked(_r, e: AccountLocked):
+        wait_s = max(1, (e.until_ms - app.clock.wall_ms() + 999) // 1000)
+        return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": str(wait_s)})
+
+    @api.exception_handler(Forbidden)
+    async def _forbidden(_r, e: Forbidden):
+        return _err(403, str(e), articles=list(e.articles))
 
     @api.exception_handler(ValidationFailed)
     async def _invalid(_r, e: ValidationFailed):
         return _err(422, str(e), field=e.field, articles=list(e.articles))
 
     # Most specific first: FastAPI picks the handler by the exception's class hierarchy.
-    for exc_type, status in ((NotFound, 404), (Forbidden, 403), (ViisError, 400), (ValueError, 400)):
+    for exc_type, status in ((NotFound, 404), (ViisError, 400), (ValueError, 400)):
         api.add_exception_handler(exc_type, lambda _r, e, status=status: _err(status, str(e)))
 
     @api.exception_handler(RequestValidationError)
@@ -104,8 +111,11 @@ def create_app(app: App, recorder=None) -> FastAPI:
         return PlainTextResponse(generate_latest(REGISTRY).decode(),
                                  media_type="text/plain; version=0.0.4")
 
-    from viis.web import routes_cameras, routes_footage, routes_storage
+    from viis.web import routes_access, routes_cameras, routes_footage, routes_storage
 
+    # Every route names its policy action (viis.web.auth.allow); footage routes pass the
+    # one door. Sign-in is the only open route besides health and metrics.
     for mod in (routes_cameras, routes_storage, routes_footage):
         api.include_router(mod.router, dependencies=[Depends(require_user)])
+    api.include_router(routes_access.router)
     return api

@@ -1,7 +1,13 @@
-"""API authentication for this first step: a bearer token of the local administrator.
+"""API authentication and the per-route policy check.
 
-The token is compared in constant time and never logged. The web console issue adds user
-logins; the lawful-access issue adds roles. Both keep this module's ``principal`` contract.
+A request is signed in by (first match wins) the ``Authorization: Bearer`` header, the
+``viis_session`` cookie, or a ``token`` query parameter (for ``<video src>`` and downloads).
+The token may be a session token (``vs_…``), an API token (``vt_…``) or the local bootstrap
+token in ``<data_dir>/api-token``, which acts as a ``platform_admin`` without a user account
+(it administers; it touches no footage). Tokens are compared by hash or in constant time and
+never logged.
+
+Every route depends on :func:`allow` with its action (or, for footage, on the one door).
 """
 
 from __future__ import annotations
@@ -9,13 +15,19 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import Request
 
-from viis.access.door import Principal
+from viis.access.policy import PLATFORM_ADMIN, Principal, Scope, check_admin
 
 TOKEN_FILE = "api-token"
+COOKIE = "viis_session"
+
+
+class Unauthorized(Exception):
+    pass
 
 
 def ensure_token(data_dir: Path, configured: str | None) -> str:
@@ -31,12 +43,75 @@ def ensure_token(data_dir: Path, configured: str | None) -> str:
     return token
 
 
-def principal(request: Request) -> Principal | None:
+BOOTSTRAP = Principal("admin", frozenset({PLATFORM_ADMIN}), clearance=5, trained=False,
+                      bootstrap=True)
+
+
+def given_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        given = request.query_params.get("token", "")  # for <video src> and downloads
+    if scheme.lower() == "bearer" and given.strip():
+        return given.strip()
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        return cookie.strip()
+    return request.query_params.get("token", "").strip()
+
+
+def principal(request: Request) -> Principal | None:
+    """The signed-in principal, or None. Computed once per request."""
+    if hasattr(request.state, "principal"):
+        return request.state.principal
+    p = _resolve(request)
+    request.state.principal = p
+    return p
+
+
+def _resolve(request: Request) -> Principal | None:
+    given = given_token(request)
+    if not given or len(given) > 200:
+        return None
     expected: str = request.app.state.api_token
-    if given and hmac.compare_digest(given.strip().encode(), expected.encode()):
-        return Principal("admin", frozenset({"admin"}))
+    if hmac.compare_digest(given.encode(), expected.encode()):
+        return BOOTSTRAP
+    app = request.app.state.viis
+    ident = request.app.state.identity
+    with app.db.session() as s:
+        found = ident.resolve_session(s, given)
+        if found is not None:
+            user, sess = found
+            return ident.principal(s, user, session_id=sess.id)
+        user = ident.resolve_api_token(s, given)
+        if user is not None:
+            return ident.principal(s, user)
     return None
+
+
+def require_user(request: Request) -> Principal:
+    p = principal(request)
+    if p is None:
+        raise Unauthorized()
+    return p
+
+
+def allow(action: str) -> Callable[[Request], Principal]:
+    """A route dependency: signed in, and the policy allows ``action``. A user whose password
+    must be changed can only act on itself until it is."""
+    from viis.access.policy import Forbidden
+
+    def dependency(request: Request) -> Principal:
+        p = require_user(request)
+        if p.must_change_password and action != "self":
+            raise Forbidden("change your password first (POST /api/me/password)")
+        return check_admin(p, action)
+
+    dependency.__name__ = f"allow_{action.replace('.', '_')}"
+    dependency.action = action  # type: ignore[attr-defined]
+    return dependency
+
+
+def footage_scope(request: Request, p: Principal | None) -> Scope | None:
+    """The approved retrieval request in force for this request, if any. The retrieval
+    step plugs its lookup (retrieval session → scope) into ``app.state.footage_scope``."""
+    hook = getattr(request.app.state, "footage_scope", None)
+    return hook(request, p) if hook and p is not None else None

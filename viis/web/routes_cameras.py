@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from viis.access.policy import may_see_camera
+from viis.core.errors import NotFound
 from viis.registry.service import CameraInput, public_view
+from viis.web.auth import allow, principal
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 
@@ -46,18 +49,23 @@ def _app(request: Request):
     return request.app.state.viis
 
 
-@router.get("")
+def _visible(request: Request, cam) -> bool:
+    """Cameras above the user's clearance are not shown (Q13.1, Q5.1)."""
+    return may_see_camera(principal(request), cam.security_level)
+
+
+@router.get("", dependencies=[Depends(allow("camera.read"))])
 def list_cameras(request: Request) -> list[dict]:
     app = _app(request)
     rec = request.app.state.recorder
     with app.db.session() as s:
-        out = [public_view(c) for c in app.cameras.list(s)]
+        out = [public_view(c) for c in app.cameras.list(s) if _visible(request, c)]
     for c in out:
         c["status"] = rec.status(c["id"]) if rec else None
     return out
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[Depends(allow("camera.write"))])
 def add_camera(body: CameraIn, request: Request) -> dict:
     app = _app(request)
     with app.db.session() as s:
@@ -69,17 +77,20 @@ def add_camera(body: CameraIn, request: Request) -> dict:
     return view
 
 
-@router.get("/{camera_id}")
+@router.get("/{camera_id}", dependencies=[Depends(allow("camera.read"))])
 def get_camera(camera_id: int, request: Request) -> dict:
     app = _app(request)
     with app.db.session() as s:
-        view = public_view(app.cameras.get(s, camera_id))
+        cam = app.cameras.get(s, camera_id)
+        if not _visible(request, cam):
+            raise NotFound(f"no camera {camera_id}")
+        view = public_view(cam)
     rec = request.app.state.recorder
     view["status"] = rec.status(camera_id) if rec else None
     return view
 
 
-@router.patch("/{camera_id}")
+@router.patch("/{camera_id}", dependencies=[Depends(allow("camera.write"))])
 def patch_camera(camera_id: int, body: CameraPatch, request: Request) -> dict:
     app = _app(request)
     changes = body.model_dump(exclude_unset=True)

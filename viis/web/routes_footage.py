@@ -12,7 +12,7 @@ from viis.access.door import authorize_footage
 from viis.core.clock import parse_time
 from viis.media import playback
 from viis.media.timeline import timeline
-from viis.web.auth import principal
+from viis.web.auth import footage_scope, principal
 
 router = APIRouter(prefix="/api/cameras/{camera_id}", tags=["footage"])
 
@@ -28,8 +28,10 @@ def _door(request: Request, camera_id: int, action: str, frm: int, to: int):
     """A session in which the camera exists and the one door has let this use through."""
     app = request.app.state.viis
     with app.db.session() as s:
-        app.cameras.get(s, camera_id)
-        authorize_footage(principal(request), action, camera_id, frm, to)
+        cam = app.cameras.get(s, camera_id)
+        p = principal(request)
+        authorize_footage(p, action, camera_id, frm, to, security_level=cam.security_level,
+                          scope=footage_scope(request, p), now_ms=app.clock.wall_ms())
         yield s, app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from viis.core.clock import parse_time
@@ -12,7 +12,7 @@ from viis.health.faults import open_faults
 from viis.integrity.verify import Verifier
 from viis.media.capacity import forecast
 from viis.media.retention import active_holds, over_retention, place_hold, release_hold
-from viis.web.auth import principal
+from viis.web.auth import allow, principal
 
 router = APIRouter(prefix="/api", tags=["storage"])
 
@@ -32,14 +32,14 @@ def _hold_view(h) -> dict:
             "created_ms": h.created_ms, "released_ms": h.released_ms}
 
 
-@router.get("/holds")
+@router.get("/holds", dependencies=[Depends(allow("hold.read"))])
 def list_holds(request: Request) -> list[dict]:
     app = request.app.state.viis
     with app.db.session() as s:
         return [_hold_view(h) for h in active_holds(s)]
 
 
-@router.post("/holds", status_code=201)
+@router.post("/holds", status_code=201, dependencies=[Depends(allow("hold.write"))])
 def add_hold(body: HoldIn, request: Request) -> dict:
     app = request.app.state.viis
     who = principal(request)
@@ -50,7 +50,7 @@ def add_hold(body: HoldIn, request: Request) -> dict:
         return _hold_view(h)
 
 
-@router.post("/holds/{hold_id}/release")
+@router.post("/holds/{hold_id}/release", dependencies=[Depends(allow("hold.write"))])
 def release(hold_id: int, request: Request) -> dict:
     app = request.app.state.viis
     with app.db.session() as s:
@@ -58,7 +58,7 @@ def release(hold_id: int, request: Request) -> dict:
                                        now_ms=app.clock.wall_ms()))
 
 
-@router.get("/verify")
+@router.get("/verify", dependencies=[Depends(allow("verify"))])
 def verify(request: Request, camera_id: Annotated[list[int] | None, Query()] = None,
            deep: bool = False) -> dict:
     app = request.app.state.viis
@@ -66,7 +66,7 @@ def verify(request: Request, camera_id: Annotated[list[int] | None, Query()] = N
         return Verifier(s, app.settings.segments_path, deep=deep).run(camera_id).as_dict()
 
 
-@router.get("/capacity")
+@router.get("/capacity", dependencies=[Depends(allow("capacity"))])
 def capacity(request: Request) -> dict:
     app = request.app.state.viis
     with app.db.session() as s:
@@ -75,7 +75,7 @@ def capacity(request: Request) -> dict:
                         warn_days=app.settings.storage.forecast_warn_days).as_dict()
 
 
-@router.get("/faults")
+@router.get("/faults", dependencies=[Depends(allow("faults"))])
 def faults(request: Request) -> list[dict]:
     app = request.app.state.viis
     with app.db.session() as s:
@@ -83,7 +83,7 @@ def faults(request: Request) -> list[dict]:
                  "message": f.message, "opened_ms": f.opened_ms} for f in open_faults(s)]
 
 
-@router.get("/retention/report")
+@router.get("/retention/report", dependencies=[Depends(allow("retention.report"))])
 def retention_report(request: Request) -> list[dict]:
     app = request.app.state.viis
     with app.db.session() as s:

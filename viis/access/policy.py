@@ -1,0 +1,272 @@
+"""Roles, security levels and the ONE authorisation function (invariant 3).
+
+The tables below ARE the policy; code outside this module never asks "is this user an
+admin?" but calls :func:`decide_footage` or :func:`decide_admin`.
+
+Footage (live, playback, snapshot, export, timeline) is decided by three things:
+
+1. **role** — :data:`FOOTAGE_POLICY` gives, per role and action, one of
+   ``NO`` (never), ``LEVEL`` (allowed within the user's clearance), ``SCOPE`` (allowed only
+   inside the scope of an approved retrieval request, and within clearance);
+2. **security level** — the camera's ``security_level`` must not exceed the user's
+   ``clearance`` (Q5.1: no leaking of state or commercial secrets or privacy; Q13.1:
+   government systems are managed and shared by security level and permission);
+3. **scope** — for ``SCOPE`` the caller passes the :class:`Scope` of an approved request
+   (Q23.1 police with the bureau head's approval, Q23.2 departments through the police,
+   Q23.3 emergencies, N21.1 individuals view-only). Retrieval requests and the two-person
+   session that produces a scope (Q24.1) are the next step; here the scope is an explicit
+   parameter.
+
+Besides: a user without valid training (skills and confidentiality, Q19.2, N16.1) touches
+no footage at all, and copying (export) is never allowed to a maintenance contractor's
+staff (N19.1) — the table simply has no such cell.
+
+Admin actions are decided by role alone (:data:`ADMIN_POLICY`); user administration by a
+unit administrator is further limited to its own organisation (:func:`may_manage_user`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from viis.core.errors import ViisError
+
+# --- roles -----------------------------------------------------------------------------
+OPERATOR = "operator_on_duty"          # watches live, reviews recent footage (Q19.1 duty)
+UNIT_ADMIN = "unit_admin"              # runs the using unit's system and staff (Q19)
+MAINTAINER = "maintainer"              # operation/maintenance, often a contractor (Q21.1, N19.1)
+AUDITOR = "auditor"                    # security inspection regime (Q19.1), reads logs/reports
+INVESTIGATOR = "police_investigator"   # police reading/copying under approval (Q23.1)
+APPROVER = "bureau_approver"           # head of city/district bureau or delegate (Q23.1)
+REQUESTER = "department_requester"     # other government department (Q23.2, Q23.3)
+PLATFORM_ADMIN = "platform_admin"      # installs and administers the platform itself
+
+ROLES = (OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, INVESTIGATOR, APPROVER, REQUESTER,
+         PLATFORM_ADMIN)
+
+# --- organisations ---------------------------------------------------------------------
+USING_UNIT = "using_unit"
+CONTRACTOR = "maintenance_contractor"
+CITY_BUREAU = "city_bureau"
+DISTRICT_BUREAU = "district_bureau"
+DEPARTMENT = "other_department"
+ORG_KINDS = (USING_UNIT, CONTRACTOR, CITY_BUREAU, DISTRICT_BUREAU, DEPARTMENT)
+_POLICE = frozenset({CITY_BUREAU, DISTRICT_BUREAU})
+
+#: Which kinds of organisation a role may be held in. Police powers stay with the police
+#: (Q23.1), department requests come from departments (Q23.2), and a contractor's staff can
+#: operate and maintain but never administer the unit or audit it (Q21.1, N19.1).
+ROLE_ORG_KINDS: dict[str, frozenset[str]] = {
+    OPERATOR: frozenset({USING_UNIT, CONTRACTOR}),
+    UNIT_ADMIN: frozenset({USING_UNIT}),
+    MAINTAINER: frozenset({USING_UNIT, CONTRACTOR}),
+    AUDITOR: frozenset({USING_UNIT, CITY_BUREAU, DISTRICT_BUREAU}),
+    INVESTIGATOR: _POLICE,
+    APPROVER: _POLICE,
+    REQUESTER: frozenset({DEPARTMENT}),
+    PLATFORM_ADMIN: frozenset(ORG_KINDS),
+}
+
+#: Roles a unit administrator may grant; everything else is granted by a platform admin.
+UNIT_GRANTABLE = frozenset({OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR})
+
+# --- footage -----------------------------------------------------------------------------
+FOOTAGE_ACTIONS = ("live", "playback", "snapshot", "export", "timeline")
+
+
+class Rule(Enum):
+    NO = "no"
+    LEVEL = "level"   # within clearance
+    SCOPE = "scope"   # within clearance AND inside an approved request's scope
+
+
+NO, LEVEL, SCOPE = Rule.NO, Rule.LEVEL, Rule.SCOPE
+
+#: role → action → rule. Export is a copy: it always needs an approved request (Q23, Q24.1).
+#: Timeline is metadata (where footage and gaps are), not pixels.
+FOOTAGE_POLICY: dict[str, dict[str, Rule]] = {
+    #                live   playback snapshot export timeline
+    OPERATOR:       dict(live=LEVEL, playback=LEVEL, snapshot=LEVEL, export=SCOPE, timeline=LEVEL),
+    UNIT_ADMIN:     dict(live=NO, playback=NO, snapshot=NO, export=SCOPE, timeline=LEVEL),
+    MAINTAINER:     dict(live=LEVEL, playback=NO, snapshot=NO, export=NO, timeline=LEVEL),
+    AUDITOR:        dict(live=NO, playback=NO, snapshot=NO, export=NO, timeline=LEVEL),
+    INVESTIGATOR:   dict(live=SCOPE, playback=SCOPE, snapshot=SCOPE, export=SCOPE, timeline=SCOPE),
+    APPROVER:       dict(live=NO, playback=NO, snapshot=NO, export=NO, timeline=LEVEL),
+    REQUESTER:      dict(live=SCOPE, playback=SCOPE, snapshot=SCOPE, export=SCOPE, timeline=SCOPE),
+    PLATFORM_ADMIN: dict(live=NO, playback=NO, snapshot=NO, export=NO, timeline=LEVEL),
+}
+
+# --- admin actions -------------------------------------------------------------------
+_ALL = frozenset(ROLES)
+ADMIN_POLICY: dict[str, frozenset[str]] = {
+    "camera.read": _ALL,  # filtered by clearance (Q13.1); requests need camera names
+    "camera.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
+    "hold.read": frozenset({UNIT_ADMIN, AUDITOR, APPROVER, PLATFORM_ADMIN}),
+    "hold.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
+    "verify": frozenset({UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),
+    "capacity": frozenset({UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),
+    "faults": frozenset({OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),  # Q19.3
+    "retention.report": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
+    "user.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
+    "user.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
+    "training.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),  # Q19.2
+    "org.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
+    "org.write": frozenset({PLATFORM_ADMIN}),
+    "self": _ALL,  # own profile, password, TOTP, API tokens: any signed-in user, even one
+                   # without roles (see decide_admin)
+}
+ADMIN_ACTIONS = tuple(ADMIN_POLICY)
+
+
+class Forbidden(ViisError):
+    """The principal may not do this. ``articles`` names the requirements behind the refusal."""
+
+    def __init__(self, message: str, articles: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.articles = articles
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking. Built by the web layer from a session or API token (or the bootstrap
+    local token); ``trained`` is evaluated at sign-in time against the training records."""
+
+    name: str
+    roles: frozenset[str]
+    user_id: int | None = None
+    organisation_id: int | None = None
+    org_kind: str | None = None
+    clearance: int = 0
+    trained: bool = False
+    work_id: str = ""
+    bootstrap: bool = False
+    session_id: int | None = None
+    must_change_password: bool = False
+
+
+@dataclass(frozen=True)
+class ScopeRange:
+    camera_id: int
+    from_ms: int
+    to_ms: int
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an approved retrieval request allows: cameras × time ranges × actions, until
+    ``expires_ms``. N21.1 (individuals) gives ``actions`` without ``export``."""
+
+    request_ref: str
+    ranges: tuple[ScopeRange, ...]
+    actions: frozenset[str]
+    expires_ms: int
+    principals: frozenset[int] = field(default_factory=frozenset)  # user ids party to it
+
+    def covers(self, user_id: int | None, camera_id: int, action: str, from_ms: int, to_ms: int,
+               now_ms: int) -> str | None:
+        """None when covered, else why not."""
+        if now_ms >= self.expires_ms:
+            return f"the approval of {self.request_ref} has expired"
+        if self.principals and user_id not in self.principals:
+            return f"this user is not party to {self.request_ref}"
+        if action not in self.actions:
+            return f"{self.request_ref} does not allow {action}"
+        for r in self.ranges:
+            if r.camera_id == camera_id and r.from_ms <= from_ms and to_ms <= r.to_ms:
+                return None
+        return f"camera {camera_id} at these times is outside {self.request_ref}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    articles: tuple[str, ...] = ()
+    role: str | None = None  # the role that allowed it
+
+
+def _roles(p: Principal) -> list[str]:
+    return [r for r in ROLES if r in p.roles]
+
+
+def decide_footage(principal: Principal | None, action: str, camera_id: int, security_level: int,
+                   from_ms: int | None, to_ms: int | None, now_ms: int,
+                   scope: Scope | None = None) -> Decision:
+    """THE decision for every use of footage (invariant 3; Q5.1, Q13.1, Q19.2, Q23, Q24.1,
+    N16.1, N19.1, N21.1). ``from_ms``/``to_ms`` default to now (live)."""
+    if action not in FOOTAGE_ACTIONS:
+        raise ValueError(f"unknown footage action {action!r}")
+    if principal is None:
+        return Decision(False, "not signed in")
+    frm = now_ms if from_ms is None else from_ms
+    to = frm if to_ms is None else to_ms
+    if not principal.trained:
+        return Decision(False, "no valid skills and confidentiality training on record",
+                        ("Q19.2", "N16.1"))
+    if security_level > principal.clearance:
+        return Decision(False, f"camera security level {security_level} is above the user's "
+                               f"clearance {principal.clearance}", ("Q5.1", "Q13.1"))
+    why_not: list[str] = []
+    for role in _roles(principal):
+        rule = FOOTAGE_POLICY[role][action]
+        if rule is LEVEL:
+            return Decision(True, f"{role} within clearance", role=role)
+        if rule is SCOPE:
+            if scope is None:
+                why_not.append(f"{role} needs an approved retrieval request for {action}")
+                continue
+            miss = scope.covers(principal.user_id, camera_id, action, frm, to, now_ms)
+            if miss is None:
+                return Decision(True, f"{role} within {scope.request_ref}", ("Q23.1", "Q24.1"),
+                                role=role)
+            why_not.append(miss)
+    reason = "; ".join(why_not) or f"no role of this user allows {action}"
+    articles = ("Q23.1", "Q24.1") if why_not else ("Q5.1",)
+    if action == "export" and MAINTAINER in principal.roles:
+        articles += ("N19.1",)
+    return Decision(False, reason, articles)
+
+
+def decide_admin(principal: Principal | None, action: str) -> Decision:
+    """Every non-footage action, by role (:data:`ADMIN_POLICY`)."""
+    if action not in ADMIN_POLICY:
+        raise ValueError(f"unknown action {action!r}")
+    if principal is None:
+        return Decision(False, "not signed in")
+    if action == "self":
+        return Decision(True, "own account")
+    for role in _roles(principal):
+        if role in ADMIN_POLICY[action]:
+            return Decision(True, f"{role} may {action}", role=role)
+    return Decision(False, f"no role of this user allows {action}")
+
+
+def check_admin(principal: Principal | None, action: str) -> Principal:
+    d = decide_admin(principal, action)
+    if not d.allowed:
+        raise Forbidden(d.reason, d.articles)
+    assert principal is not None
+    return principal
+
+
+def may_see_camera(principal: Principal, security_level: int) -> bool:
+    """Listing cameras is filtered by level (Q13.1)."""
+    return security_level <= principal.clearance
+
+
+def may_manage_user(principal: Principal, organisation_id: int) -> bool:
+    """A platform admin manages everyone; a unit admin only its own organisation."""
+    if PLATFORM_ADMIN in principal.roles or principal.bootstrap:
+        return True
+    return UNIT_ADMIN in principal.roles and principal.organisation_id == organisation_id
+
+
+def check_grant(principal: Principal, roles: set[str]) -> None:
+    """May ``principal`` give these roles? (Which organisation kinds may hold a role is
+    checked by the identity service against :data:`ROLE_ORG_KINDS`.)"""
+    if PLATFORM_ADMIN in principal.roles or principal.bootstrap:
+        return
+    beyond = set(roles) - UNIT_GRANTABLE
+    if beyond:
+        raise Forbidden(f"a unit administrator cannot grant {', '.join(sorted(beyond))}")
