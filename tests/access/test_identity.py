@@ -8,8 +8,13 @@ import pytest
 from sqlalchemy import select
 
 from tests.access.helpers import CHEAP, DAY_MS, PASSWORD
-from viis.access.identity import (AccountLocked, IdentityService, SignInFailed,
-                                  check_password_policy, token_hash)
+from viis.access.identity import (
+    AccountLocked,
+    IdentityService,
+    SignInFailed,
+    check_password_policy,
+    token_hash,
+)
 from viis.access.models import ApiToken, AuthSession, User
 from viis.core.errors import ValidationFailed
 

@@ -3,8 +3,6 @@ follows the policy. A new route fails this test until it is added to EXPECT."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.access.helpers import Site, all_routes
 
 ROLES = ("operator_on_duty", "unit_admin", "maintainer", "auditor", "police_investigator",
