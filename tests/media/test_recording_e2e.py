@@ -167,13 +167,29 @@ def test_an_export_across_a_segment_boundary_starts_within_a_gop_and_lasts_right
 
 
 def test_the_api_serves_timeline_export_with_ranges_and_snapshot(recording):
+    from viis.access.policy import Scope, ScopeRange
     from viis.web.app import create_app
 
     app, ids, inj, cycle = recording
     api = create_app(app)
-    c = TestClient(api)
-    h = {"Authorization": f"Bearer {api.state.api_token}"}
     cid = ids[1]
+    # A trained operator on duty, inside an approved request's scope for this camera (the
+    # bootstrap admin token administers but touches no footage; Q19.2, Q24.1).
+    ident = api.state.identity
+    with app.db.session() as s:
+        org = ident.add_organisation(s, "unit", "using_unit")
+        u = ident.add_user(s, login="op", display_name="Op", organisation_id=org.id, work_id="W1",
+                           password="correct-horse-42", roles={"operator_on_duty"}, clearance=5)
+        for topic in ("skills", "confidentiality"):
+            ident.add_training(s, u.id, topic=topic, course="c", completed_ms=0,
+                               valid_until_ms=2**62, recorded_by="t")
+    api.state.footage_scope = lambda _r, _p: Scope(
+        "REQ-1", (ScopeRange(cid, 0, 2**62),),
+        frozenset({"export", "snapshot", "playback", "timeline"}), 2**62)
+    c = TestClient(api)
+    token = c.post("/api/session", json={"login": "op", "password": "correct-horse-42"}).json()["token"]
+    c.cookies.clear()
+    h = {"Authorization": f"Bearer {token}"}
     segs, gaps = rows(app, cid)
     tl = c.get(f"/api/cameras/{cid}/timeline", params={"start": inj["start"], "end": inj["stop"]},
                headers=h).json()
