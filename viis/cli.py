@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--on", required=True, help="evaluation day YYYY-MM-DD (Asia/Shanghai)")
     ce.add_argument("--rulepacks", help="rule pack directory (default: settings rulepack_dir)")
     ce.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
+    from viis.compliance.cli_cases import add_verbs
+
+    add_verbs(comp, verb)  # viis compliance case ..., viis compliance inspect ...
     return p
 
 

@@ -1,5 +1,6 @@
 """Imports every table so that ``Base.metadata`` is complete (migrations, tests)."""
 
+import viis.compliance.models  # noqa: F401  (cases, inspections, tips)
 from viis.access.models import ApiToken, AuthSession, Organisation, TrainingRecord, User  # noqa: F401
 from viis.core.db import Base
 from viis.health.models import Fault

@@ -56,6 +56,31 @@ EXPECT: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/users/{user_id}/training"): ADMIN_AUDIT,
     ("POST", "/api/users/{user_id}/training"): ADMINS,
 }
+# Police side of compliance: cases, inspections, tip triage (viis.access.policy case.*,
+# inspection.*, tip.triage). Deciding a penalty is the bureau approver's. Tip intake is open
+# to anyone (N24.1), bounded by size and by a per-address rate.
+POLICE = {"police_investigator", "bureau_approver"}
+EXPECT.update({
+    ("POST", "/api/compliance/cases"): POLICE,
+    ("GET", "/api/compliance/cases"): POLICE,
+    ("GET", "/api/compliance/cases/{case_id}"): POLICE,
+    ("POST", "/api/compliance/cases/{case_id}/order"): POLICE,
+    ("POST", "/api/compliance/cases/{case_id}/reinspect"): POLICE,
+    ("POST", "/api/compliance/cases/{case_id}/decide"): {"bureau_approver"},
+    ("POST", "/api/compliance/cases/{case_id}/appeal"): POLICE,
+    ("POST", "/api/compliance/cases/{case_id}/close"): POLICE,
+    ("GET", "/api/compliance/checklist"): POLICE,
+    ("POST", "/api/compliance/inspections"): POLICE,
+    ("GET", "/api/compliance/inspections/{inspection_id}"): POLICE,
+    ("POST", "/api/compliance/inspections/{inspection_id}/items/{seq}"): POLICE,
+    ("POST", "/api/compliance/inspections/{inspection_id}/complete"): POLICE,
+    ("GET", "/api/compliance/inspections/{inspection_id}/findings"): POLICE,
+    ("GET", "/api/compliance/photos/{sha256}"): POLICE,
+    ("POST", "/api/compliance/tips"): OPEN,
+    ("GET", "/api/compliance/tips"): POLICE,
+    ("POST", "/api/compliance/tips/{tip_id}/dismiss"): POLICE,
+    ("POST", "/api/compliance/tips/{tip_id}/inspect"): POLICE,
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 

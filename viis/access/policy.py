@@ -113,10 +113,23 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "training.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),  # Q19.2
     "org.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
     "org.write": frozenset({PLATFORM_ADMIN}),
+    # Police side of compliance (Q25.1, Q26-Q32, N24.1): bureau work only. Deciding a
+    # penalty (the amount within the article's range) is the bureau's decision, so only the
+    # approver (bureau head or delegate) may; investigators open, order, re-inspect, record
+    # appeals and close.
+    "case.read": frozenset({INVESTIGATOR, APPROVER}),
+    "case.write": frozenset({INVESTIGATOR, APPROVER}),
+    "case.decide": frozenset({APPROVER}),
+    "inspection.read": frozenset({INVESTIGATOR, APPROVER}),
+    "inspection.write": frozenset({INVESTIGATOR, APPROVER}),
+    "tip.triage": frozenset({INVESTIGATOR, APPROVER}),  # read tips, dismiss or inspect (N24.1)
     "self": _ALL,  # own profile, password, TOTP, API tokens: any signed-in user, even one
                    # without roles (see decide_admin)
 }
 ADMIN_ACTIONS = tuple(ADMIN_POLICY)
+#: Actions anyone may take without signing in; the routes bound them by size and rate.
+#: ``tip.create``: anyone may report an unlawful installation (N24.1).
+PUBLIC_ACTIONS = ("tip.create",)
 
 
 class Forbidden(ViisError):

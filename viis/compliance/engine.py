@@ -94,6 +94,16 @@ class Evaluator:
         self._cite_cache[key] = got
         return got
 
+    def requirement_citations(self, req: str, use: str, party: str) -> tuple[Citation, ...]:
+        """The citations for a breach of one requirement established outside the checks (a
+        failed inspection item): the same penalties and ranges a check citing ``req`` gives,
+        with the same exclusion for filing duties (an order to remove sanctions unlawful
+        building, not a missing filing). N30 is kept: an inspector's finding under article 23
+        may be the moving or removing of cameras it punishes."""
+        filing = any(req in f.articles for f in self.filings)
+        return self.citations((req,), use, party,
+                              skip_measure="order_remove_by_deadline" if filing else None)
+
     # --- one snapshot ----------------------------------------------------------------------
 
     def evaluate(self, snap: Snapshot) -> list[Finding]:

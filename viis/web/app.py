@@ -111,11 +111,18 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
         return PlainTextResponse(generate_latest(REGISTRY).decode(),
                                  media_type="text/plain; version=0.0.4")
 
-    from viis.web import routes_access, routes_cameras, routes_footage, routes_storage
+    from viis.web import (
+        routes_access,
+        routes_cameras,
+        routes_compliance,
+        routes_footage,
+        routes_storage,
+    )
 
     # Every route names its policy action (viis.web.auth.allow); footage routes pass the
     # one door. Sign-in is the only open route besides health and metrics.
     for mod in (routes_cameras, routes_storage, routes_footage):
         api.include_router(mod.router, dependencies=[Depends(require_user)])
     api.include_router(routes_access.router)
+    api.include_router(routes_compliance.router)  # each route names its action; tips are open
     return api
