@@ -12,6 +12,9 @@ OPEN = "open"
 ADMINS = {"unit_admin", "platform_admin", "bootstrap"}
 ADMIN_AUDIT = ADMINS | {"auditor"}
 HEALTH = ADMIN_AUDIT | {"maintainer"}
+# retrieval requests: who files them and works in their sessions; who reads them
+FILERS = {"operator_on_duty", "unit_admin", "police_investigator", "department_requester"}
+READERS = FILERS | {"bureau_approver", "auditor", "platform_admin", "bootstrap"}
 # Written out independently of viis.access.policy: trained users of clearance 5, camera of
 # level 1, no approved request in force.
 EXPECT: dict[tuple[str, str], set[str] | str] = {
@@ -55,6 +58,16 @@ EXPECT: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/users/{user_id}/unlock"): ADMINS,
     ("GET", "/api/users/{user_id}/training"): ADMIN_AUDIT,
     ("POST", "/api/users/{user_id}/training"): ADMINS,
+    ("POST", "/api/retrievals"): FILERS,
+    ("GET", "/api/retrievals"): READERS,
+    ("GET", "/api/retrievals/{request_id}"): READERS,
+    ("POST", "/api/retrievals/{request_id}/approve"): {"bureau_approver", "unit_admin"},
+    ("POST", "/api/retrievals/{request_id}/refuse"): {"bureau_approver", "unit_admin"},
+    ("POST", "/api/retrievals/{request_id}/close"): FILERS | {"bureau_approver"},
+    ("POST", "/api/retrievals/{request_id}/sessions"): FILERS,
+    ("POST", "/api/retrievals/{request_id}/sessions/{session_id}/close"): FILERS,
+    ("GET", "/api/register"): ADMIN_AUDIT,
+    ("GET", "/api/register.csv"): ADMIN_AUDIT,
 }
 # Police side of compliance: cases, inspections, tip triage (viis.access.policy case.*,
 # inspection.*, tip.triage). Deciding a penalty is the bureau approver's. Tip intake is open
@@ -87,7 +100,7 @@ QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
 
 def url(path: str) -> str:
     p = path.replace("{camera_id}", "1").replace("{hold_id}", "1").replace("{user_id}", "1") \
-        .replace("{token_id}", "1")
+        .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1")
     return p + QUERY.get(p.rsplit("/", 1)[-1], "")
 
 

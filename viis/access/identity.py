@@ -272,6 +272,20 @@ class IdentityService:
 
     # --- sign in / sessions ------------------------------------------------------------
     def sign_in(self, s: Session, login: str, password: str, code: str | None = None) -> SignIn:
+        user = self.authenticate(s, login, password, code)
+        now = self.clock.wall_ms()
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        sess = AuthSession(user_id=user.id, token_hash=token_hash(token), created_ms=now,
+                           expires_ms=now + self.session_ttl_ms, last_seen_ms=now)
+        s.add(sess)
+        s.flush()
+        log.info("sign_in", user_id=user.id, session_id=sess.id)
+        return SignIn(token, sess, user)
+
+    def authenticate(self, s: Session, login: str, password: str, code: str | None = None) -> User:
+        """Check credentials (lockout, TOTP, failure count) without opening a session: sign-in
+        and the second staff member of a retrieval session (Q24.1) both use it. The caller
+        commits on failure to keep the failure count."""
         now = self.clock.wall_ms()
         user = s.scalar(select(User).where(User.login == login.strip()))
         if user is not None and user.locked_until_ms is not None and now < user.locked_until_ms:
@@ -287,13 +301,7 @@ class IdentityService:
             raise SignInFailed("sign-in failed: login, password or one-time code is wrong")
         user.failed_logins = 0
         user.locked_until_ms = None
-        token = SESSION_PREFIX + secrets.token_urlsafe(32)
-        sess = AuthSession(user_id=user.id, token_hash=token_hash(token), created_ms=now,
-                           expires_ms=now + self.session_ttl_ms, last_seen_ms=now)
-        s.add(sess)
-        s.flush()
-        log.info("sign_in", user_id=user.id, session_id=sess.id)
-        return SignIn(token, sess, user)
+        return user
 
     def _failed(self, user: User, now: int) -> None:
         user.failed_logins += 1

@@ -13,9 +13,8 @@ Footage (live, playback, snapshot, export, timeline) is decided by three things:
    government systems are managed and shared by security level and permission);
 3. **scope** — for ``SCOPE`` the caller passes the :class:`Scope` of an approved request
    (Q23.1 police with the bureau head's approval, Q23.2 departments through the police,
-   Q23.3 emergencies, N21.1 individuals view-only). Retrieval requests and the two-person
-   session that produces a scope (Q24.1) are the next step; here the scope is an explicit
-   parameter.
+   Q23.3 emergencies, N21.1 individuals view-only). The two-person retrieval session (Q24.1,
+   :mod:`viis.access.retrieval`) supplies the scope; here it is an explicit parameter.
 
 Besides: a user without valid training (skills and confidentiality, Q19.2, N16.1) touches
 no footage at all, and copying (export) is never allowed to a maintenance contractor's
@@ -113,6 +112,16 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "training.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),  # Q19.2
     "org.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
     "org.write": frozenset({PLATFORM_ADMIN}),
+    # Retrieval requests (Q23, N21.1): who may file, read, decide, work in and close them.
+    # The service checks the rest: request kind × organisation kind, approver ≠ requester,
+    # the approving bureau or unit, the two staff of a session (Q24.1).
+    "retrieval.create": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
+    "retrieval.read": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN, APPROVER, AUDITOR,
+                                 PLATFORM_ADMIN}),
+    "retrieval.approve": frozenset({APPROVER, UNIT_ADMIN}),  # unit admin: N21.1 consent only
+    "retrieval.session": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
+    "retrieval.close": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN, APPROVER}),
+    "register.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),  # Q19.1 inspection
     # Police side of compliance (Q25.1, Q26-Q32, N24.1): bureau work only. Deciding a
     # penalty (the amount within the article's range) is the bureau's decision, so only the
     # approver (bureau head or delegate) may; investigators open, order, re-inspect, record
@@ -175,6 +184,8 @@ class Scope:
     actions: frozenset[str]
     expires_ms: int
     principals: frozenset[int] = field(default_factory=frozenset)  # user ids party to it
+    request_id: int | None = None  # the retrieval request, for the register
+    session_id: int | None = None  # the two-person retrieval session (Q24.1)
 
     def covers(self, user_id: int | None, camera_id: int, action: str, from_ms: int, to_ms: int,
                now_ms: int) -> str | None:

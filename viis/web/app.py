@@ -64,7 +64,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
                                        if app.settings.http.api_token else None)
     api.state.max_body = app.settings.http.max_body_bytes
     api.state.identity = identity or IdentityService(app.clock)
-    api.state.footage_scope = None  # retrieval sessions plug in here (next step)
+    api.state.footage_scope = None  # retrieval sessions plug in here (routes_retrieval.install)
     api.add_middleware(BodyLimit)
 
     @api.exception_handler(Unauthorized)
@@ -116,6 +116,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
         routes_cameras,
         routes_compliance,
         routes_footage,
+        routes_retrieval,
         routes_storage,
     )
 
@@ -125,4 +126,5 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
         api.include_router(mod.router, dependencies=[Depends(require_user)])
     api.include_router(routes_access.router)
     api.include_router(routes_compliance.router)  # each route names its action; tips are open
+    routes_retrieval.install(api)  # retrieval routes, the register, the session scope hook
     return api
