@@ -318,7 +318,8 @@ def parse_h264_sps(nal: bytes) -> SpsInfo:
                    depth_l, depth_c, fps, sar, constraint_flags=constraints)  # fmt: skip
 
 
-def _h264_vui(r: BitReader) -> tuple[tuple[int, int] | None, float | None]:
+def _vui_common_head(r: BitReader) -> tuple[int, int] | None:
+    """The VUI fields H.264 and H.265 share up to chroma location; returns the SAR."""
     sar = _read_sar(r) if r.flag() else None
     if r.flag():  # overscan_info_present_flag
         r.skip(1)
@@ -329,6 +330,11 @@ def _h264_vui(r: BitReader) -> tuple[tuple[int, int] | None, float | None]:
     if r.flag():  # chroma_loc_info_present_flag
         r.ue()
         r.ue()
+    return sar
+
+
+def _h264_vui(r: BitReader) -> tuple[tuple[int, int] | None, float | None]:
+    sar = _vui_common_head(r)
     fps = None
     if r.flag():  # timing_info_present_flag
         units, scale = r.u(32), r.u(32)
@@ -484,16 +490,7 @@ def parse_h265_sps(nal: bytes) -> SpsInfo:
 
 
 def _h265_vui(r: BitReader) -> tuple[tuple[int, int] | None, float | None]:
-    sar = _read_sar(r) if r.flag() else None
-    if r.flag():  # overscan_info_present_flag
-        r.skip(1)
-    if r.flag():  # video_signal_type_present_flag
-        r.skip(4)
-        if r.flag():
-            r.skip(24)
-    if r.flag():  # chroma_loc_info_present_flag
-        r.ue()
-        r.ue()
+    sar = _vui_common_head(r)
     r.skip(3)  # neutral_chroma_indication, field_seq, frame_field_info_present
     if r.flag():  # default_display_window_flag
         for _ in range(4):

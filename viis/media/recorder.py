@@ -322,17 +322,19 @@ class CameraRecorder:
             self.rec.submit(self._commit_gap, start, cause, detail)
         return (start, self.seg_track, self.audio_codec, self.seg_offset)
 
-    def _close_writer(self, ends: dict[int, int] | None) -> None:
+    def _hand_over_writer(self) -> tuple[SegmentWriter, tuple]:
         meta = self._meta()
         w, self.writer = self.writer, None
         self.rec.open_writers.discard(w)
+        return w, meta
+
+    def _close_writer(self, ends: dict[int, int] | None) -> None:
+        w, meta = self._hand_over_writer()
         self.rec.submit(self._commit_segment, w, ends, meta)
 
     def _abandon_writer(self) -> None:
         """After a write error: the .tmp file stays and is recovered on the commit thread."""
-        meta = self._meta()
-        w, self.writer = self.writer, None
-        self.rec.open_writers.discard(w)
+        w, meta = self._hand_over_writer()
         self.rec.submit(self._commit_recovered, w, meta)
 
     def _end_session(self, cause: tuple[str, str]) -> None:
