@@ -8,6 +8,7 @@ from viis.health.models import Fault
 from viis.health.tickets import FaultTicket  # noqa: F401
 from viis.integrity.models import ChainHead
 from viis.media.models import Gap, Hold, RecorderRun, Segment
+from viis.registry.masks import MaskLift, PrivacyMaskSet  # noqa: F401
 from viis.registry.models import Camera
 
 __all__ = ["Base", "Camera", "ChainHead", "Fault", "Gap", "Hold", "RecorderRun", "Segment"]

@@ -94,13 +94,28 @@ EXPECT.update({
     ("POST", "/api/compliance/tips/{tip_id}/dismiss"): POLICE,
     ("POST", "/api/compliance/tips/{tip_id}/inspect"): POLICE,
 })
+# Privacy masks (Q9.2, N13.1): read by whoever may view some camera live and by the admins
+# who draw them; written by admins; lifting asked by retrieval staff, approved by a second,
+# deciding user (viis.access.policy mask.*).
+EXPECT.update({
+    ("GET", "/api/cameras/{camera_id}/privacy-masks"):
+        ADMINS | {"operator_on_duty", "maintainer", "police_investigator", "department_requester"},
+    ("PUT", "/api/cameras/{camera_id}/privacy-masks"): ADMINS,
+    ("GET", "/api/retrievals/{request_id}/mask-lifts"): READERS,
+    ("POST", "/api/retrievals/{request_id}/mask-lifts"): FILERS,
+    ("POST", "/api/retrievals/{request_id}/mask-lifts/{lift_id}/approve"):
+        {"bureau_approver", "unit_admin"},
+    ("POST", "/api/retrievals/{request_id}/mask-lifts/{lift_id}/refuse"):
+        {"bureau_approver", "unit_admin"},
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 
 
 def url(path: str) -> str:
     p = path.replace("{camera_id}", "1").replace("{hold_id}", "1").replace("{user_id}", "1") \
-        .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1")
+        .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1") \
+        .replace("{lift_id}", "1")
     return p + QUERY.get(p.rsplit("/", 1)[-1], "")
 
 

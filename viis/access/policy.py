@@ -132,6 +132,16 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "inspection.read": frozenset({INVESTIGATOR, APPROVER}),
     "inspection.write": frozenset({INVESTIGATOR, APPROVER}),
     "tip.triage": frozenset({INVESTIGATOR, APPROVER}),  # read tips, dismiss or inspect (N24.1)
+    # Privacy masks (Q9.2, N13.1): read by anyone who may view some camera live (the
+    # console draws them over the picture) and by the administrators who draw them; the
+    # route also hides cameras above the user's clearance. Lifting them for one export is
+    # asked by the staff of a retrieval request and approved by a second, deciding user;
+    # the installation's permission ([privacy] mask_lifting) is off by default.
+    "mask.read": frozenset({r for r, a in FOOTAGE_POLICY.items() if a["live"] is not NO}
+                           | {UNIT_ADMIN, PLATFORM_ADMIN}),
+    "mask.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
+    "mask.lift": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
+    "mask.lift.approve": frozenset({APPROVER, UNIT_ADMIN}),
     "self": _ALL,  # own profile, password, TOTP, API tokens: any signed-in user, even one
                    # without roles (see decide_admin)
 }

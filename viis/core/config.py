@@ -126,6 +126,14 @@ class CameraSeed(_Section):
     priority: int = 50
 
 
+class PrivacySettings(_Section):
+    """Privacy masks (Q9.2). Lifting masks for an export is a permission that is off unless
+    the installation turns it on; even then each lift needs a second user's approval."""
+
+    mask_lifting: bool = False
+    max_lift_minutes: int = Field(240, ge=1, le=7 * 24 * 60)
+
+
 class LogSettings(_Section):
     level: str = "INFO"
     json_format: bool = Field(True, alias="json")
@@ -150,6 +158,7 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     notify: NotifySettings = NotifySettings()
     simcam: SimcamSettings = SimcamSettings()
+    privacy: PrivacySettings = PrivacySettings()
     log: LogSettings = LogSettings()
     cameras: list[CameraSeed] = []
 

@@ -116,6 +116,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
         routes_cameras,
         routes_compliance,
         routes_footage,
+        routes_masks,
         routes_retrieval,
         routes_storage,
     )
@@ -127,4 +128,5 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     api.include_router(routes_access.router)
     api.include_router(routes_compliance.router)  # each route names its action; tips are open
     routes_retrieval.install(api)  # retrieval routes, the register, the session scope hook
+    routes_masks.install(api)  # privacy masks (Q9.2) and their two-person lifting
     return api
