@@ -102,4 +102,4 @@ def test_schema_lists_the_fields_the_parser_reads():
     d["cameras"][0]["installed_on"] = "2025-06-01"
     walk(d, schema, "")
     assert set(schema["properties"]) == {"format", "version", "organisation", "generated_at", "sites",
-                                         "systems", "cameras", "filings", "activity"}
+                                         "systems", "cameras", "filings", "activity", "zones", "consents"}

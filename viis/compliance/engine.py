@@ -12,6 +12,7 @@ Asia/Shanghai; an instant is compared with the end of the evaluation day in Shan
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -70,6 +71,8 @@ class Evaluator:
         self.retention_max_articles = tuple(a for r in rules if r.default_max_days for a in r.articles)
         self.tamper = book.tamper_articles(on)
         self.fault_repair = book.limit("fault_repair", on)
+        self.privacy_check = book.limit("privacy_check_interval", on)
+        self.forbidden_ids = frozenset(lt.id for p in book.packs for lt in p.location_types if lt.forbidden)
         self.filings = book.filing_rules(on)
         self._cite_cache: dict[tuple, tuple[Citation, ...]] = {}
 
@@ -178,8 +181,11 @@ class _Run:
         for system in self.s.systems:
             self.filings(system)
             self.contractors(system)
+            self.authority(system)
         self.mandatory_sites()
+        self.privacy_checks()
         self.cameras()
+        self.zones()
         self.activity()
         self.out.sort(key=Finding.sort_key)
         return self.out
@@ -290,6 +296,104 @@ class _Run:
                          f"Q14.1: the maintainer {c.name!r} qualification expires on {c.qualification_expires}.",
                          "Record the renewed qualification before it expires.",
                          due=c.qualification_expires)
+
+    # --- authority to build (Q8.3 → Q27; N7.3, N9.1 → N26) ------------------------------------------
+    def authority(self, system: System) -> None:
+        """Q8.3: nobody without authority builds in a public place; N7.3 / N9.1: only the
+        management unit (N7 places) or the security duty holder (other public places) installs.
+        The national requirement is the one the site's national category names."""
+        if system.authorised or not self.active(system):
+            return
+        site = self.sites[system.site]
+        if not site.public_place:
+            return
+        arts = ["Q8.3"]
+        for c in site.categories:
+            cat = self.ev.categories.get(c)
+            if cat is not None:
+                arts += [a for a in cat.articles if a in ("N7.3", "N9.1")]
+        self.add(BREACH, "unauthorised_installation", f"system:{system.id}", self.reqs(arts),
+                 [Evidence(f"system:{system.id}", "authorised", False)],
+                 system.in_use_on or system.accepted_on or self.report_day,
+                 f"{', '.join(self.reqs(arts))}: the system at the public place {site.name!r} was "
+                 "built by a unit that is not entitled to build there (not the managing unit or "
+                 "the security duty holder, and no authority on record).",
+                 "Remove the system and delete its footage (Q27, N26), or record the authority "
+                 "that entitles the unit (authorised = true).")
+
+    # --- routine checks of privacy rooms (N8.2 → N27.2) ------------------------------------------
+    def privacy_checks(self) -> None:
+        lim = self.ev.privacy_check
+        if lim is None:
+            return
+        days = int(lim.value)
+        note = (f"{lim.name} = {lim.value} {lim.unit}: {lim.note}",) if lim.source == "default" else ()
+        for i, site in enumerate(self.s.sites):
+            if not site.privacy_areas:
+                continue
+            for j, a in enumerate(site.privacy_areas):
+                if a not in self.ev.forbidden_ids:
+                    raise SnapshotError(f"{a!r} is not a location type where cameras are forbidden; "
+                                        f"the packs name {', '.join(sorted(self.ev.forbidden_ids))}",
+                                        f"sites[{i}].privacy_areas[{j}]")
+            last = site.privacy_checked_on
+            due = None if last is None else last + timedelta(days=days)
+            rec = f"site:{site.id}"
+            if due is not None and due >= self.on:
+                if (due - self.on).days <= self.ev.settings.remind_days:
+                    self.add(REMINDER, "privacy_check_due", rec, self.reqs(lim.articles),
+                             [Evidence(rec, "privacy_checked_on", last)], self.on,
+                             f"{', '.join(lim.articles)}: the next routine check of the privacy areas "
+                             f"({', '.join(site.privacy_areas)}) for cameras is due by {due}.",
+                             f"Check them and record privacy_checked_on on or before {due}.",
+                             due=due, defaults=note)
+                continue
+            self.add(BREACH, "privacy_check_overdue", rec, self.reqs(lim.articles),
+                     [Evidence(rec, "privacy_areas", list(site.privacy_areas)),
+                      Evidence(rec, "privacy_checked_on", last)],
+                     due + timedelta(days=1) if due else self.report_day,
+                     f"{', '.join(lim.articles)}: the unit managing {', '.join(site.privacy_areas)} must "
+                     f"check them routinely for cameras and report any found; "
+                     + (f"the last check was {last}, more than {days} days ago." if last
+                        else "no check is on record."),
+                     "Check the areas, report any device found to the police, and record the "
+                     "day (privacy_checked_on).", due=due, defaults=note)
+
+    # --- zones near military and classified units (Q7.3, N10.1 → N28) ----------------------------
+    def zones(self) -> None:
+        if not self.s.zones:
+            return
+        consent = {(c.zone, c.system): c for c in sorted(self.s.consents, key=lambda c: c.on, reverse=True)}
+        for cam in self.s.cameras:
+            if cam.lat is None or cam.lon is None:
+                continue
+            system = self.systems[cam.system]
+            if not self.active(system):
+                continue
+            start = cam.installed_on or system.in_use_on or system.accepted_on or self.report_day
+            for z in self.s.zones:
+                dist = _metres(cam.lat, cam.lon, z.lat, z.lon)
+                if dist > z.radius_m:
+                    continue
+                c = consent.get((z.id, system.id))
+                earliest = min((x.on for x in self.s.consents if x.zone == z.id and x.system == system.id),
+                               default=None)
+                if earliest is not None and earliest <= start:
+                    continue
+                arts = ("N10.1", "Q7.3") if z.kind == "military" else ("N10.1",)
+                rec = f"camera:{cam.id}"
+                evid = [Evidence(rec, "distance_m", round(dist, 1)), Evidence(f"zone:{z.id}", "radius_m", z.radius_m)]
+                if c is not None:
+                    evid.append(Evidence(f"consent:{z.id}/{system.id}", "on", earliest))
+                self.add(BREACH, "zone_without_consent", f"{rec}@{z.id}", self.reqs(arts), evid, start,
+                         f"{', '.join(self.reqs(arts))}: the camera is {dist:.0f} m from the {z.kind.replace('_', ' ')} "
+                         f"zone {z.name!r} (radius {z.radius_m:.0f} m) and no prior consent"
+                         + (" or opinion" if z.kind == "military" else "")
+                         + f" of its unit is on record before {start}"
+                         + (f" (the consent on record is dated {earliest})." if earliest else "."),
+                         "Without prior consent the camera must go (N28: confiscation and deletion); "
+                         "record the consent document if it was given before installation.")
+                break
 
     # --- mandatory places (Q7.1, Q8.2 → Q26) -----------------------------------------------------
     def mandatory_sites(self) -> None:
@@ -420,6 +524,31 @@ class _Run:
                      "re-verify; a clean verification (ok = true) clears it.",
                      exclude=frozenset({"N30"}))
 
+        # Obstruction (Q18.1, Q18.2 → Q28.3; N23.1 item 2 → N30 for cameras of article 7 places):
+        # an occlusion fault open on the evaluation day.
+        for f in a.faults:
+            if f.kind not in OBSTRUCTION_KINDS or f.first_seen >= ev.end_of_day:
+                continue
+            if f.repaired_at is not None and f.repaired_at < ev.end_of_day:
+                continue
+            ctx = cam_ctx(f.camera)
+            if ctx is None:
+                continue
+            cam, exempt = ctx
+            site = self.sites[self.systems[cam.system].site]
+            arts = ["Q18.1"] + (["Q18.2"] if f.cause == "facility" else [])
+            if any("N7.1" in ev.categories[c].articles for c in site.categories if c in ev.categories):
+                arts.append("N23.1")
+            rec = f"activity.faults:{f.id}"
+            self.add(BREACH, "camera_obstructed", f"fault:{f.id}", self.reqs(arts, exempt),
+                     [Evidence(rec, "kind", f.kind), Evidence(rec, "first_seen", f.first_seen),
+                      Evidence(rec, "cause", f.cause)], _day(f.first_seen),
+                     f"{', '.join(self.reqs(arts, exempt))}: the view of camera {f.camera} is blocked "
+                     f"since {f.first_seen.isoformat()}"
+                     + (" by a facility (advert, pipeline, equipment)." if f.cause == "facility" else "."),
+                     "Have the obstruction removed and the fault cleared (repaired_at).",
+                     exclude=frozenset({"N31"}))
+
         lim = ev.fault_repair
         if lim is not None:
             hours = timedelta(hours=lim.value)
@@ -517,6 +646,18 @@ class _Run:
                          "Q19.1, N16.1: the retrieval register records the reason, content, unit and "
                          f"name of whoever views or retrieves footage; missing: {', '.join(missing)}.",
                          "Complete the register entry.")
+
+
+# Fault kinds that mean the camera's view is blocked (viis/health/vqd.py).
+OBSTRUCTION_KINDS = frozenset({"video_occluded"})
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine, mean Earth radius)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
 
 
 def evaluate(snapshot: Snapshot, book: RuleBook, on: date,

@@ -46,6 +46,7 @@ LIMITS: Mapping[str, tuple[str, str]] = {
     "storage_min_width": ("pixels", "min"),
     "storage_min_height": ("pixels", "min"),
     "storage_min_fps": ("fps", "min"),
+    "privacy_check_interval": ("days", "max"),
 }
 
 _SECTIONS = ("pack", "retention", "requirements", "site_category", "location_type", "filing",

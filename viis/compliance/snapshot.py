@@ -32,6 +32,8 @@ USES = ("business", "non_business")
 PARTIES = ("unit", "individual")
 CONTRACTOR_ROLES = ("designer", "builder", "installer", "maintainer")
 REQUESTER_KINDS = ("police", "department", "emergency", "individual", "other")
+ZONE_KINDS = ("military", "state_organ", "classified")   # Q7.3 (military), N10.1 (all three)
+FAULT_CAUSES = ("third_party", "facility")               # Q18.1 / Q18.2
 INTEGRITY_PROBLEMS = ("removed", "altered", "inserted", "reordered")
 
 
@@ -60,6 +62,10 @@ class Site:
     name: str
     categories: tuple[str, ...]      # "pack-id:category-id" (Q7.1, N7.1, N9.1)
     public_place: bool = True
+    # N8.2: forbidden-type areas (toilets, changing rooms, ...) the unit manages at the site,
+    # which it must check routinely for devices; the last such check.
+    privacy_areas: tuple[str, ...] = ()
+    privacy_checked_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class System:
     in_use_on: date | None = None
     removed_on: date | None = None
     changes: tuple[Change, ...] = ()
+    # Q8.3, N7.3, N9.1: the unit is the one entitled to build here (management unit, security
+    # duty holder); false when the registry records that it is not.
+    authorised: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,28 @@ class Camera:
     security_level: int = 1
     retention_basis: str = ""            # legal basis for keeping past the national default
     installed_on: date | None = None
+    lat: float | None = None             # WGS84, for the zones of Q7.3 / N10.1
+    lon: float | None = None
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A military zone or the surroundings of a classified unit (Q7.3, N10.1)."""
+    id: str
+    name: str
+    kind: str                  # military | state_organ | classified
+    lat: float
+    lon: float
+    radius_m: float
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The zone's unit's consent (N10.1) or opinion (Q7.3) for a system, with its document."""
+    zone: str
+    system: str
+    document: str
+    on: date
 
 
 @dataclass(frozen=True)
@@ -159,6 +190,7 @@ class Fault:
     notified_at: datetime | None = None
     repaired_at: datetime | None = None
     emergency_measure: str = ""
+    cause: str = ""            # third_party | facility (Q18.1 / Q18.2) for an obstruction
 
 
 @dataclass(frozen=True)
@@ -212,6 +244,8 @@ class Snapshot:
     cameras: tuple[Camera, ...] = ()
     filings: tuple[Filing, ...] = ()
     activity: Activity = field(default_factory=Activity)
+    zones: tuple[Zone, ...] = ()
+    consents: tuple[Consent, ...] = ()
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -372,7 +406,7 @@ def parse(raw: Any) -> Snapshot:
     if not _depth_ok(raw, MAX_DEPTH):
         raise SnapshotError(f"nested deeper than {MAX_DEPTH} levels")
     top = _obj(raw, "", ("format", "version", "organisation", "generated_at"),
-               ("sites", "systems", "cameras", "filings", "activity"))
+               ("sites", "systems", "cameras", "filings", "activity", "zones", "consents"))
     if top["format"] != FORMAT:
         _fail("format", f"{_show(top['format'])} is not {FORMAT!r}")
     if top["version"] != VERSION or isinstance(top["version"], bool):
@@ -386,12 +420,13 @@ def parse(raw: Any) -> Snapshot:
     sites, site_ids = [], set()
     for i, s in enumerate(_list(top, "sites", "")):
         p = f"sites[{i}]"
-        _obj(s, p, ("id", "name"), ("categories", "public_place"))
+        _obj(s, p, ("id", "name"), ("categories", "public_place", "privacy_areas", "privacy_checked_on"))
         cats = _strs(s, "categories", p)
         for j, c in enumerate(cats):
             if c.count(":") != 1 or not all(c.split(":")):
                 _fail(f"{p}.categories[{j}]", f"{_show(c)} must be 'pack-id:category-id'")
-        site = Site(_text(s, "id", p), _text(s, "name", p), cats, _bool(s, "public_place", p, True))
+        site = Site(_text(s, "id", p), _text(s, "name", p), cats, _bool(s, "public_place", p, True),
+                    _strs(s, "privacy_areas", p), _date(s, "privacy_checked_on", p))
         _unique(site_ids, site.id, f"{p}.id", "site")
         sites.append(site)
 
@@ -399,7 +434,7 @@ def parse(raw: Any) -> Snapshot:
     for i, s in enumerate(_list(top, "systems", "")):
         p = f"systems[{i}]"
         _obj(s, p, ("id", "site", "purpose", "storage_days"),
-             ("contractors", "accepted_on", "in_use_on", "removed_on", "changes"))
+             ("contractors", "accepted_on", "in_use_on", "removed_on", "changes", "authorised"))
         contractors = []
         for j, c in enumerate(_list(s, "contractors", p)):
             cp = f"{p}.contractors[{j}]"
@@ -416,7 +451,7 @@ def parse(raw: Any) -> Snapshot:
         system = System(_text(s, "id", p), _text(s, "site", p), _text(s, "purpose", p),
                         _int(s, "storage_days", p, minimum=0, maximum=36500), tuple(contractors),
                         _date(s, "accepted_on", p), _date(s, "in_use_on", p),
-                        _date(s, "removed_on", p), tuple(changes))
+                        _date(s, "removed_on", p), tuple(changes), _bool(s, "authorised", p, True))
         if system.site not in site_ids:
             _fail(f"{p}.site", f"no site {_show(system.site)} in sites")
         _unique(sys_ids, system.id, f"{p}.id", "system")
@@ -427,7 +462,7 @@ def parse(raw: Any) -> Snapshot:
         p = f"cameras[{i}]"
         _obj(c, p, ("id", "system", "location_type", "retention_days"),
              ("public_place", "signage", "audio", "security_level", "retention_basis",
-              "installed_on"))
+              "installed_on", "lat", "lon"))
         sig = c.get("signage", {"present": False})
         _obj(sig, f"{p}.signage", ("present",), ("photo",))
         cam = Camera(_text(c, "id", p), _text(c, "system", p), _text(c, "location_type", p),
@@ -435,7 +470,10 @@ def parse(raw: Any) -> Snapshot:
                      _bool(c, "public_place", p, None),
                      _bool(sig, "present", f"{p}.signage"), _bool(sig, "photo", f"{p}.signage"),
                      _bool(c, "audio", p), _int(c, "security_level", p, default=1, minimum=1, maximum=9),
-                     _text(c, "retention_basis", p, required=False), _date(c, "installed_on", p))
+                     _text(c, "retention_basis", p, required=False), _date(c, "installed_on", p),
+                     _num(c, "lat", p, -90, 90), _num(c, "lon", p, -180, 180))
+        if (cam.lat is None) != (cam.lon is None):
+            _fail(f"{p}.lat", "give both lat and lon, or neither")
         if cam.system not in sys_ids:
             _fail(f"{p}.system", f"no system {_show(cam.system)} in systems")
         _unique(cam_ids, cam.id, f"{p}.id", "camera")
@@ -453,7 +491,43 @@ def parse(raw: Any) -> Snapshot:
         filings.append(filing)
 
     activity = _activity(top.get("activity", {}), cam_ids)
-    return Snapshot(org, gen, tuple(sites), tuple(systems), tuple(cameras), tuple(filings), activity)
+
+    zones, zone_ids = [], set()
+    for i, z in enumerate(_list(top, "zones", "")):
+        p = f"zones[{i}]"
+        _obj(z, p, ("id", "name", "kind", "lat", "lon", "radius_m"))
+        zone = Zone(_text(z, "id", p), _text(z, "name", p), _text(z, "kind", p, choices=ZONE_KINDS),
+                    _num(z, "lat", p, -90, 90, required=True), _num(z, "lon", p, -180, 180, required=True),
+                    _num(z, "radius_m", p, 0, 1_000_000, required=True))
+        _unique(zone_ids, zone.id, f"{p}.id", "zone")
+        zones.append(zone)
+    consents = []
+    for i, c in enumerate(_list(top, "consents", "")):
+        p = f"consents[{i}]"
+        _obj(c, p, ("zone", "system", "document", "on"))
+        con = Consent(_text(c, "zone", p), _text(c, "system", p), _text(c, "document", p),
+                      _date(c, "on", p, optional=False))
+        if con.zone not in zone_ids:
+            _fail(f"{p}.zone", f"no zone {_show(con.zone)} in zones")
+        if con.system not in sys_ids:
+            _fail(f"{p}.system", f"no system {_show(con.system)} in systems")
+        consents.append(con)
+    return Snapshot(org, gen, tuple(sites), tuple(systems), tuple(cameras), tuple(filings), activity,
+                    tuple(zones), tuple(consents))
+
+
+def _num(d: dict, key: str, path: str, lo: float, hi: float, *, required: bool = False) -> float | None:
+    if key not in d:
+        if required:
+            _fail(path, f"missing key {key!r}")
+        return None
+    v = d[key]
+    p = _at(path, key)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        _fail(p, f"must be a number, not {_tname(v)} {_show(v)}")
+    if not lo <= v <= hi:
+        _fail(p, f"{v} is outside {lo}..{hi}")
+    return float(v)
 
 
 def _strs(d: dict, key: str, path: str) -> tuple[str, ...]:
@@ -535,10 +609,11 @@ def _activity(a: Any, cams: set[str]) -> Activity:
     for i, r in enumerate(_list(a, "faults", p)):
         rp = f"{p}.faults[{i}]"
         _obj(r, rp, ("id", "camera", "kind", "first_seen"),
-             ("notified_at", "repaired_at", "emergency_measure"))
+             ("notified_at", "repaired_at", "emergency_measure", "cause"))
         f = Fault(_text(r, "id", rp), _camera_ref(r, rp, cams), _text(r, "kind", rp),
                   _instant(r, "first_seen", rp, optional=False), _instant(r, "notified_at", rp),
-                  _instant(r, "repaired_at", rp), _text(r, "emergency_measure", rp, required=False))
+                  _instant(r, "repaired_at", rp), _text(r, "emergency_measure", rp, required=False),
+                  _text(r, "cause", rp, choices=FAULT_CAUSES))
         _unique(fids, f.id, f"{rp}.id", "fault")
         faults.append(f)
 
