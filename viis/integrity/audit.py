@@ -361,6 +361,8 @@ PROBLEM_KINDS = (
     "chain_rewritten",    # a committed camera chain head no longer matches the footage chain
 )
 
+ROW_KINDS = frozenset({"changed", "reordered", "deleted", "inserted", "chain_rewritten"})
+
 
 @dataclass
 class AuditProblem:
@@ -389,9 +391,16 @@ class AuditReport:
         return not self.problems
 
     def first(self) -> AuditProblem | None:
-        with_seq = [p for p in self.problems if p.seq is not None]
-        return min(with_seq, key=lambda p: p.seq) if with_seq else \
-            (self.problems[0] if self.problems else None)
+        """The problem at the lowest row that can be named; a range (a checkpoint's root no
+        longer matching) only when no single row can be."""
+        for group in (ROW_KINDS, None):
+            cands = [p for p in self.problems if group is None or p.kind in group]
+            with_seq = [p for p in cands if p.seq is not None]
+            if with_seq:
+                return min(with_seq, key=lambda p: p.seq)
+            if cands and group is None:
+                return cands[0]
+        return None
 
     def as_dict(self) -> dict:
         first = self.first()
@@ -514,25 +523,37 @@ def verify_log(s: Session, public_pem: bytes, saved: Checkpoint | None = None, *
 
 
 def _explain_mismatches(mismatched: dict[int, Any], add) -> None:
-    """A row whose content matches its stored leaf under another seq was moved there."""
-    seqs = list(mismatched)[:MAX_PROBLEMS]
+    """Name what happened to rows whose content no longer matches their leaf. A row that
+    matches its leaf under another seq was moved: a swap is a reordering; a run shifted
+    down by one follows a deleted row, a run shifted up by one follows an inserted row."""
+    seqs = sorted(mismatched)[:MAX_PROBLEMS]
+    moved: dict[int, int] = {}
     for seq in seqs:
         r = mismatched[seq]
-        moved_from = None
-        for other in seqs:
-            if other == seq:
+        for other in dict.fromkeys([seq - 1, seq + 1, *seqs]):
+            if other == seq or other < 1:
                 continue
             cand = merkle.leaf_hash(canonical(other, r.at_ms, r.kind, r.actor, r.organisation,
                                               r.subject, r.details)).hex()
             if cand == r.leaf_hash:
-                moved_from = other
+                moved[seq] = other
                 break
-        if moved_from is not None:
-            add(AuditProblem("reordered", f"{_label(r)} was written as seq {moved_from}: "
-                             "rows were reordered", seq=seq))
+    for seq in seqs:
+        r, orig = mismatched[seq], moved.get(seq)
+        if orig is None:
+            if moved.get(seq + 1) == seq:
+                add(AuditProblem("inserted", f"{_label(r)} was inserted: the rows after it "
+                                 "were renumbered to make room", seq=seq))
+            else:
+                add(AuditProblem("changed", f"{_label(r)} was changed after it was written "
+                                 "(its content no longer matches its leaf)", seq=seq))
+        elif orig == seq + 1 and moved.get(orig) != seq and moved.get(seq - 1) != seq:
+            add(AuditProblem("deleted", f"the row written as seq {seq} was deleted and the "
+                             f"rows after it renumbered ({_label(r)} was written as seq "
+                             f"{orig})", seq=seq))
         else:
-            add(AuditProblem("changed", f"{_label(r)} was changed after it was written (its "
-                             "content no longer matches its leaf)", seq=seq))
+            add(AuditProblem("reordered", f"{_label(r)} was written as seq {orig}: rows were "
+                             "reordered", seq=seq))
 
 
 def _check_saved(saved: Checkpoint, leaves: list[bytes], good_cps: list[Checkpoint],
