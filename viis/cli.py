@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     from viis.compliance.cli_cases import add_verbs
 
     add_verbs(comp, verb)  # viis compliance case ..., viis compliance inspect ...
+    from viis.integrity.cli_audit import add_verbs as add_audit_verbs
+
+    add_audit_verbs(sub, verb)  # viis audit verify, viis audit checkpoint
     return p
 
 
