@@ -122,6 +122,9 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "retrieval.session": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
     "retrieval.close": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN, APPROVER}),
     "register.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),  # Q19.1 inspection
+    # The tamper-evident audit log and its signed checkpoints (invariant 2, Q20.3): read by
+    # whoever inspects the unit, not by the administrators whose actions it records.
+    "audit.read": frozenset({AUDITOR, PLATFORM_ADMIN}),
     # Police side of compliance (Q25.1, Q26-Q32, N24.1): bureau work only. Deciding a
     # penalty (the amount within the article's range) is the bureau's decision, so only the
     # approver (bureau head or delegate) may; investigators open, order, re-inspect, record
