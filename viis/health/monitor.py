@@ -5,7 +5,8 @@ the persistence rule per fault kind and opens/clears faults (Q19.3, Q18.1/Q18.2,
 
 Time for persistence is the keyframe's wall time from the recorder (never a sleep), so a
 test or a replay drives it; the injectable ``clock`` only stamps samples that come without
-a wall time.
+a wall time, and is the time of :meth:`HealthMonitor.check_signal` (signal loss: no
+keyframe for ``loss_s``), which ``viis run`` calls periodically.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class PersistenceRule:
 
 @dataclass
 class _Cam:
-    diag: vqd.CameraVqd
-    rules: dict[str, vqd.Persistence]
+    judge: vqd.CameraJudge
+    loss: vqd.SignalLoss
+    seen_ms: int = 0  # wall time of the last keyframe (any, not only the sampled ones)
     size: tuple[int, int] | None = None
     anchor_ms: int | None = None
     slot: int | None = None
@@ -66,10 +68,14 @@ class HealthMonitor:
     def __init__(self, app, recorder, interval_s: float = 10.0, clock=None, *,
                  config: vqd.VqdConfig | None = None, rule: PersistenceRule | None = None,
                  roi: RoiFn | None = None, workers: int = 1,
-                 observers: list[Observer] | None = None) -> None:
+                 observers: list[Observer] | None = None, loss_s: float | None = None) -> None:
         self.app = app
+        self.recorder = recorder
         self.clock = clock or app.clock
         self.interval_ms = int(interval_s * 1000)
+        # no keyframe for this long is a signal loss (default: three intervals, at least 30 s)
+        self.loss_ms = int((loss_s if loss_s is not None else max(30.0, 3 * interval_s)) * 1000)
+        self._started_ms = self.clock.wall_ms()
         self.config = config or vqd.VqdConfig()
         self.rule = rule or PersistenceRule()
         self.roi = roi
@@ -96,7 +102,11 @@ class HealthMonitor:
         with self._lock:
             cam = self._cams.get(camera_id)
             if cam is None:
-                cam = self._cams[camera_id] = _Cam(vqd.CameraVqd(self.config), self._new_rules())
+                cam = self._cams[camera_id] = self._new_cam()
+            cam.seen_ms = max(cam.seen_ms, wall_ms)
+            if cam.loss.active:  # pictures again: clear the signal loss (off the loop)
+                cam.loss.active = False
+                self._pool.submit(self._clear_loss, camera_id, wall_ms)
             if cam.anchor_ms is None:
                 cam.anchor_ms = wall_ms - self.interval_ms // 2
             # one sample per interval slot; the slot is anchored half an interval before the
@@ -111,8 +121,8 @@ class HealthMonitor:
             self._inflight += 1
         self._pool.submit(self._work, camera_id, cam, wall_ms, codec, list(nals))
 
-    def _new_rules(self) -> dict[str, vqd.Persistence]:
-        return {k: self.rule.new() for k in vqd.KINDS}
+    def _new_cam(self) -> _Cam:
+        return _Cam(vqd.CameraJudge(self.config, self.rule.new), vqd.SignalLoss(self.loss_ms))
 
     # -- worker thread ------------------------------------------------------------------
     def _work(self, camera_id: int, cam: _Cam, wall_ms: int, codec: str, nals) -> None:
@@ -132,31 +142,27 @@ class HealthMonitor:
                 self._idle.notify_all()
 
     def _diagnose(self, camera_id: int, cam: _Cam, wall_ms: int, codec: str, nals) -> None:
-        luma = vqd.decode_keyframe(codec, nals)
+        luma, u, v = vqd.decode_keyframe_yuv(codec, nals)
         for obs in self.observers:  # e.g. the clock watch reading the burnt-in time code
             try:
                 obs(camera_id, wall_ms, luma)
             except Exception:
                 log.exception("health_observer_failed", camera_id=camera_id)
         h, w = luma.shape
+        diag = cam.judge.diag
         if cam.size != (w, h):
             cam.size = (w, h)
-            cam.diag.roi = self.roi(camera_id, w, h) if self.roi else None
-            cam.diag.retake_reference()
-            cam.diag.prev = None
+            diag.roi = self.roi(camera_id, w, h) if self.roi else None
+            diag.retake_reference()
+            diag.prev = None
         if cam.retake:
             cam.retake = False
-            cam.diag.retake_reference()
-        sample = cam.diag.diagnose_luma(luma, wall_ms)
-        cam.last = {k: v.score for k, v in sample.verdicts.items() if v is not None}
-        cam.last_ms = wall_ms
-        events: list[tuple[str, str, vqd.Verdict | None]] = []
+            diag.retake_reference()
         if not cam.synced:
             self._load_open(camera_id, cam)
-        for kind, verdict in sample.verdicts.items():
-            ev = cam.rules[kind].update(None if verdict is None else verdict.bad, wall_ms)
-            if ev:
-                events.append((ev, kind, verdict))
+        sample, events = cam.judge.step(luma, wall_ms, u, v)
+        cam.last = {k: x.score for k, x in sample.verdicts.items() if x is not None}
+        cam.last_ms = wall_ms
         if events:
             evidence = None
             if any(ev == "raise" for ev, _k, _v in events):
@@ -177,10 +183,49 @@ class HealthMonitor:
         with self.app.db.session() as s:
             kinds = set(s.scalars(select(Fault.kind).where(
                 Fault.camera_id == camera_id, Fault.cleared_ms.is_(None),
-                Fault.kind.in_(vqd.KINDS))))
+                Fault.kind.in_(vqd.ALL_KINDS))))
+        if vqd.SIGNAL_LOSS in kinds:  # a keyframe has just arrived: the signal is back
+            kinds.discard(vqd.SIGNAL_LOSS)
+            self._clear_loss(camera_id, cam.seen_ms)
         for k in kinds:
-            cam.rules[k].active = True
+            cam.judge.rules[k].active = True
         cam.synced = True
+
+    # -- signal loss (no packets) -----------------------------------------------------------
+    def check_signal(self, now_ms: int | None = None) -> list[int]:
+        """Raise ``video_signal_loss`` for every camera of the recorder that sent no keyframe
+        for ``loss_s`` (a camera never seen counts from the monitor's start); it clears at
+        the next keyframe. Returns the cameras newly lost. Called periodically by ``viis
+        run``; tests call it with a driven time."""
+        now_ms = self.clock.wall_ms() if now_ms is None else now_ms
+        lost: list[tuple[int, int]] = []
+        with self._lock:
+            ids = set(self._cams)
+            for cid, cr in getattr(self.recorder, "cameras", {}).items():
+                if not getattr(cr, "paused", None):
+                    ids.add(cid)
+            for cid in ids:
+                cam = self._cams.get(cid)
+                if cam is None:
+                    cam = self._cams[cid] = self._new_cam()
+                    cam.seen_ms = self._started_ms
+                if cam.loss.update(now_ms, cam.seen_ms) == "raise":
+                    lost.append((cid, cam.seen_ms))
+        if lost:
+            with self.app.db.session() as s:
+                for cid, seen in lost:
+                    raise_fault(s, vqd.SIGNAL_LOSS, vqd.SEVERITY[vqd.SIGNAL_LOSS],
+                                f"{vqd.SIGNAL_LOSS}: score {(now_ms - seen) / 1000:.1f} (threshold "
+                                f"{self.loss_ms / 1000:g}); seconds without a keyframe from the "
+                                "camera", now_ms, camera_id=cid)
+        return [cid for cid, _ in lost]
+
+    def _clear_loss(self, camera_id: int, wall_ms: int) -> None:
+        try:
+            with self.app.db.session() as s:
+                clear_fault(s, vqd.SIGNAL_LOSS, wall_ms, camera_id=camera_id)
+        except Exception:
+            log.exception("signal_loss_clear_failed", camera_id=camera_id)
 
     # -- control ------------------------------------------------------------------------
     def add_observer(self, fn: Observer) -> None:
@@ -199,9 +244,11 @@ class HealthMonitor:
         cam = self._cams.get(camera_id)
         if cam is None:
             return {"samples": 0}
+        active = sorted(k for k, r in cam.judge.rules.items() if r.active)
+        if cam.loss.active:
+            active.append(vqd.SIGNAL_LOSS)
         return {"last_ms": cam.last_ms, "scores": dict(cam.last),
-                "reference": cam.diag.reference is not None,
-                "active": sorted(k for k, r in cam.rules.items() if r.active)}
+                "reference": cam.judge.diag.reference is not None, "active": active}
 
     def cost(self) -> dict:
         """CPU seconds per diagnosis and the resulting core share per camera at the interval."""

@@ -19,6 +19,16 @@ Detectors (``kind`` is the fault kind):
   collapsed (part of the lens covered).
 * ``video_scene_change`` - the view moved against the reference (phase correlation), or the
   picture no longer resembles the reference at all.
+* ``video_too_dark`` / ``video_too_bright`` - the median cell is darker / brighter than a
+  usable picture (under/over-exposure; textured, so not black nor a uniform screen).
+* ``video_colour_cast`` - the mean chroma moved away from the reference's *and* away from
+  neutral (a failed white balance; a night scene turning grey is not a cast).
+* ``video_noise`` - the median cell's high-frequency energy (the sharpness metric) rose well
+  above the reference's (snow, interference, a failing sensor): blur's opposite.
+* ``video_stripes`` - the row (or column) profile of the difference to the reference has one
+  dominant periodic component (interference bands).
+* ``video_signal_loss`` - no keyframe from the camera for a time (:class:`SignalLoss`, judged
+  by the monitor, not per sample).
 
 References are learned per camera from the first K healthy samples (:class:`ReferenceBuilder`)
 and can be re-taken. See ``docs/design/health.md``.
@@ -36,9 +46,15 @@ import numpy as np
 START_CODE = b"\x00\x00\x00\x01"
 
 KINDS = ("video_black", "video_no_signal", "video_frozen", "video_blur", "video_occluded",
-         "video_scene_change")
+         "video_scene_change", "video_too_dark", "video_too_bright", "video_colour_cast",
+         "video_noise", "video_stripes")
+SIGNAL_LOSS = "video_signal_loss"
+ALL_KINDS = (*KINDS, SIGNAL_LOSS)
 SEVERITY = {"video_black": "critical", "video_no_signal": "critical", "video_frozen": "critical",
-            "video_occluded": "critical", "video_blur": "warning", "video_scene_change": "warning"}
+            "video_occluded": "critical", "video_blur": "warning", "video_scene_change": "warning",
+            "video_too_dark": "warning", "video_too_bright": "warning",
+            "video_colour_cast": "warning", "video_noise": "warning", "video_stripes": "warning",
+            SIGNAL_LOSS: "critical"}
 
 
 class DecodeError(ValueError):
@@ -77,6 +93,19 @@ class VqdConfig:
     shift_frac: float = 0.02        # displacement / picture width at or above -> moved
     shift_peak: float = 0.06        # phase correlation peak needed to trust a displacement
     similarity_min: float = 0.35    # zero-shift correlation with the reference below -> changed
+    # exposure (median cell mean luma)
+    too_dark_luma: float = 35.0
+    too_bright_luma: float = 205.0
+    # colour cast: chroma levels (8-bit, neutral = 128)
+    neutral_chroma: float = 12.0    # |chroma - 128| below -> neutral (black must be neutral)
+    screen_chroma: float = 20.0     # a flat picture this far from neutral is a "no video" screen
+    cast_delta: float = 10.0        # moved this far from the reference's mean chroma ...
+    cast_away: float = 6.0          # ... and this much further from neutral
+    # noise: median over cells of sharpness / reference sharpness at or above
+    noise_ratio: float = 1.6
+    # stripes: one periodic component of the row/column profile of (picture - reference)
+    stripes_amp: float = 5.0        # amplitude in levels
+    stripes_share: float = 0.30     # share of the profile's detrended energy in that component
     # reference
     reference_samples: int = 3
 
@@ -90,6 +119,13 @@ def annexb(nals: list[bytes]) -> bytes:
 
 def decode_keyframe(codec: str, nals: list[bytes] | bytes) -> np.ndarray:
     """Decode one self-contained keyframe; returns the luma plane (uint8, h x w)."""
+    return decode_keyframe_yuv(codec, nals)[0]
+
+
+def decode_keyframe_yuv(codec: str, nals: list[bytes] | bytes
+                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Decode one self-contained keyframe; returns the planes (Y, U, V) as uint8 arrays
+    without colour conversion (U and V None for a grey picture)."""
     data = nals if isinstance(nals, (bytes, bytearray)) else annexb(nals)
     ctx = av.CodecContext.create({"h265": "hevc"}.get(codec, codec), "r")
     ctx.thread_count = 1
@@ -103,12 +139,21 @@ def decode_keyframe(codec: str, nals: list[bytes] | bytes) -> np.ndarray:
     if not frames:
         raise DecodeError(f"{codec} keyframe gave no picture")
     f = frames[0]
-    if f.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
-                         "gray", "nv12"):
-        p = f.planes[0]
-        y = np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-        return y
-    return f.to_ndarray(format="gray")
+
+    def plane(i: int) -> np.ndarray:
+        p = f.planes[i]
+        return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+
+    if f.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
+        return plane(0), plane(1), plane(2)
+    if f.format.name == "gray":
+        return plane(0), None, None
+    a = f.to_ndarray(format="yuv420p")
+    h = f.height
+    y = a[:h]
+    rest = a[h:].reshape(-1)
+    n = (h // 2) * (f.width // 2)
+    return y, rest[:n].reshape(h // 2, f.width // 2), rest[n:2 * n].reshape(h // 2, f.width // 2)
 
 
 def downscale_factor(width: int, height: int, cfg: VqdConfig = VqdConfig()) -> int:
@@ -150,6 +195,9 @@ class Metrics:
     cell_sharp: np.ndarray     # mean squared Laplacian (of the pooled picture)
     cell_edges: np.ndarray     # share of pixels with a gradient above edge_level
     cell_entropy: np.ndarray   # bits, 32-bin histogram
+    rows: np.ndarray           # mean of each row (stripes)
+    cols: np.ndarray           # mean of each column
+    chroma: tuple[float, float] | None = None  # mean U, V (None: grey or not given)
 
 
 def _cells(a: np.ndarray, gx: int, gy: int) -> np.ndarray:
@@ -160,7 +208,8 @@ def _cells(a: np.ndarray, gx: int, gy: int) -> np.ndarray:
     return a.reshape(gy, ch, gx, cw).mean(axis=(1, 3))
 
 
-def measure(pic: np.ndarray, cfg: VqdConfig = VqdConfig()) -> Metrics:
+def measure(pic: np.ndarray, cfg: VqdConfig = VqdConfig(),
+            chroma: tuple[float, float] | None = None) -> Metrics:
     gx, gy = cfg.grid
     h, w = pic.shape
     # pooled 2x2: halves sensor noise, keeps structure
@@ -189,7 +238,7 @@ def measure(pic: np.ndarray, cfg: VqdConfig = VqdConfig()) -> Metrics:
         ent = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=2)
     return Metrics(pic=pic, mean=float(pic.mean()), std=float(pic.std()), cell_mean=_cells(pic, gx, gy),
                    cell_std=cell_std, cell_sharp=cell_sharp, cell_edges=cell_edges,
-                   cell_entropy=ent.astype(np.float32))
+                   cell_entropy=ent.astype(np.float32), rows=pic.mean(axis=1), cols=pic.mean(axis=0), chroma=chroma)
 
 
 # ------------------------------------------------------------------ reference
@@ -204,6 +253,8 @@ class Reference:
     cell_entropy: np.ndarray
     samples: int
     wall_ms: int
+    cell_mean: np.ndarray | None = None
+    chroma: tuple[float, float] | None = None
 
 
 class ReferenceBuilder:
@@ -222,9 +273,13 @@ class ReferenceBuilder:
             return None
         ms, self._m = self._m, []
         med = lambda name: np.median(np.stack([getattr(x, name) for x in ms]), axis=0)  # noqa: E731
+        chromas = [x.chroma for x in ms if x.chroma is not None]
+        chroma = (tuple(float(c) for c in np.median(np.array(chromas), axis=0))
+                  if len(chromas) == len(ms) else None)
         return Reference(pic=med("pic").astype(np.float32), cell_std=med("cell_std"), cell_sharp=med("cell_sharp"),
                          cell_edges=med("cell_edges"), cell_entropy=med("cell_entropy"),
-                         samples=len(ms), wall_ms=wall_ms)
+                         samples=len(ms), wall_ms=wall_ms, cell_mean=med("cell_mean"),
+                         chroma=chroma)
 
 
 # ------------------------------------------------------------------ detectors
@@ -242,19 +297,104 @@ class Verdict:
         return f"{self.kind}: score {self.score:.3f} (threshold {self.threshold:g}){self.detail}"
 
 
+def _chroma_dist(m: Metrics) -> float:
+    """Distance of the mean chroma from neutral grey (0 when unknown)."""
+    if m.chroma is None:
+        return 0.0
+    return math.hypot(m.chroma[0] - 128.0, m.chroma[1] - 128.0)
+
+
 def detect_black(m: Metrics, cfg: VqdConfig = VqdConfig()) -> Verdict:
     flat = m.cell_std < cfg.flat_std
     score = float(np.mean(flat & (m.cell_mean < cfg.dark_luma)))
-    return Verdict("video_black", score >= cfg.black_frac, score, cfg.black_frac,
+    # a dark *coloured* flat screen (deep blue) is a "no video" screen, not a capped lens
+    bad = score >= cfg.black_frac and _chroma_dist(m) < cfg.neutral_chroma
+    return Verdict("video_black", bad, score, cfg.black_frac,
                    f"; share of dark flat cells, mean luma {m.mean:.1f}")
 
 
 def detect_uniform(m: Metrics, cfg: VqdConfig = VqdConfig()) -> Verdict:
     flat = m.cell_std < cfg.flat_std
     score = float(np.mean(flat))
-    bad = score >= cfg.uniform_frac and float(np.median(m.cell_mean)) >= cfg.dark_luma
+    lit = float(np.median(m.cell_mean)) >= cfg.dark_luma
+    coloured = _chroma_dist(m) >= cfg.screen_chroma
+    bad = score >= cfg.uniform_frac and (lit or coloured)
     return Verdict("video_no_signal", bad, score, cfg.uniform_frac,
-                   f"; share of flat cells, mean luma {m.mean:.1f}")
+                   f"; share of flat cells, mean luma {m.mean:.1f}, chroma off grey by "
+                   f"{_chroma_dist(m):.0f}")
+
+
+def detect_exposure(m: Metrics, ref: Reference | None = None,
+                    cfg: VqdConfig = VqdConfig()) -> tuple[Verdict, Verdict]:
+    """Too dark / too bright: the median cell's mean luma (robust to a lamp or a dark
+    corner). Judged after black and uniform screens, so what is left is textured. With a
+    reference the change must also be global: the brightest-kept quarter of the cells
+    dimmed too (a cover darkens only part of the picture, an exposure fault all of it)."""
+    med = float(np.median(m.cell_mean))
+    dark_global = bright_global = True
+    if ref is not None and ref.cell_mean is not None and ref.cell_mean.shape == m.cell_mean.shape:
+        ratio = (m.cell_mean - 16.0) / np.maximum(ref.cell_mean - 16.0, 4.0)
+        dark_global = float(np.quantile(ratio, 0.75)) < 0.6
+        lift = m.cell_mean - ref.cell_mean
+        bright_global = float(np.quantile(lift, 0.25)) > 0.0
+    dark = Verdict("video_too_dark", med < cfg.too_dark_luma and dark_global, med,
+                   cfg.too_dark_luma, "; median cell luma (under-exposed below the threshold)")
+    bright = Verdict("video_too_bright", med > cfg.too_bright_luma and bright_global, med,
+                     cfg.too_bright_luma, "; median cell luma (over-exposed above the threshold)")
+    return dark, bright
+
+
+def detect_colour_cast(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -> Verdict | None:
+    if m.chroma is None or ref.chroma is None:
+        return None
+    du, dv = m.chroma[0] - ref.chroma[0], m.chroma[1] - ref.chroma[1]
+    delta = math.hypot(du, dv)
+    away = _chroma_dist(m) - math.hypot(ref.chroma[0] - 128.0, ref.chroma[1] - 128.0)
+    bad = delta >= cfg.cast_delta and away >= cfg.cast_away
+    return Verdict("video_colour_cast", bad, delta, cfg.cast_delta,
+                   f"; mean chroma moved by dU={du:+.1f} dV={dv:+.1f} from the reference, "
+                   f"{away:+.1f} away from neutral")
+
+
+def detect_noise(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -> Verdict | None:
+    """Blur's opposite: high-frequency energy up in most cells (the median cell), where a
+    passing object or a moved view changes only some."""
+    score = float(np.median(m.cell_sharp / np.maximum(ref.cell_sharp, 1.0)))
+    return Verdict("video_noise", score >= cfg.noise_ratio, score, cfg.noise_ratio,
+                   "; median cell high-frequency energy against the reference")
+
+
+def _periodic(profile: np.ndarray) -> tuple[float, float, int]:
+    """Amplitude (levels), share of the detrended energy and period (samples) of the
+    strongest periodic component of a 1-D profile, ignoring trends (< 3 cycles)."""
+    n = profile.shape[0]
+    if n < 16:
+        return 0.0, 0.0, 0
+    x = np.arange(n, dtype=np.float64)
+    p = profile.astype(np.float64)
+    p = p - np.polyval(np.polyfit(x, p, 1), x)
+    f = np.abs(np.fft.rfft(p))
+    f[:3] = 0.0
+    k = int(np.argmax(f))
+    energy = float((f * f).sum())
+    if energy <= 0 or k == 0:
+        return 0.0, 0.0, 0
+    return 2.0 * float(f[k]) / n, float(f[k] * f[k]) / energy, int(round(n / k))
+
+
+def detect_stripes(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -> Verdict | None:
+    if ref.pic.shape != m.pic.shape:
+        return None
+    d = m.pic - ref.pic
+    best = (0.0, 0.0, 0, "")
+    for axis, name in ((1, "horizontal"), (0, "vertical")):
+        amp, share, period = _periodic(d.mean(axis=axis))
+        if share >= cfg.stripes_share and amp > best[0]:
+            best = (amp, share, period, name)
+    amp, share, period, name = best
+    return Verdict("video_stripes", amp >= cfg.stripes_amp, amp, cfg.stripes_amp,
+                   f"; {name or 'no'} bands, amplitude {amp:.1f} levels, period {period} px, "
+                   f"{share:.0%} of the profile's energy")
 
 
 def detect_frozen(m: Metrics, prev: Metrics | None, dt_ms: int,
@@ -353,9 +493,17 @@ class Sample:
 
 
 class CameraVqd:
-    """Per-camera state: previous sample, reference, detectors with precedence. A sample
-    judged black/no-signal is not judged for the other faults; while the reference is being
-    learned only black, no-signal and frozen are judged."""
+    """Per-camera state: previous sample, reference, detectors with precedence.
+
+    * black / no-signal: nothing else is judged (the picture carries no information);
+    * too dark / too bright: the exposure hides texture, so blur, occlusion, scene change,
+      colour cast, noise and stripes are not judged;
+    * occluded: blur and scene change are dropped (a cover drags both with it);
+    * noise or stripes: blur, occlusion and scene change are dropped (interference changes
+      edges and correlation; report the cause).
+
+    While the reference is being learned only black, no-signal, frozen and exposure are
+    judged; the reference is learned from samples none of those flag."""
 
     def __init__(self, cfg: VqdConfig = VqdConfig(), roi: tuple[int, int, int, int] | None = None):
         self.cfg = cfg
@@ -375,34 +523,103 @@ class CameraVqd:
             luma = luma[y0:y1, x0:x1]
         return to_small(luma, self.cfg)
 
-    def diagnose_luma(self, luma: np.ndarray, wall_ms: int) -> Sample:
-        return self.diagnose(self.picture(luma), wall_ms)
+    def chroma(self, luma_shape: tuple[int, int], u: np.ndarray | None,
+               v: np.ndarray | None) -> tuple[float, float] | None:
+        """Mean chroma inside the region of interest (planes subsampled like the stream)."""
+        if u is None or v is None:
+            return None
+        fy = u.shape[0] / luma_shape[0]
+        fx = u.shape[1] / luma_shape[1]
+        if self.roi is not None:
+            x0, y0, x1, y1 = self.roi
+            sl = (slice(int(y0 * fy), max(int(y0 * fy) + 1, int(y1 * fy))),
+                  slice(int(x0 * fx), max(int(x0 * fx) + 1, int(x1 * fx))))
+            u, v = u[sl], v[sl]
+        return float(u.mean(dtype=np.float64)), float(v.mean(dtype=np.float64))
 
-    def diagnose(self, pic: np.ndarray, wall_ms: int) -> Sample:
+    def diagnose_luma(self, luma: np.ndarray, wall_ms: int, u: np.ndarray | None = None,
+                      v: np.ndarray | None = None) -> Sample:
+        return self.diagnose(self.picture(luma), wall_ms, self.chroma(luma.shape, u, v))
+
+    def diagnose(self, pic: np.ndarray, wall_ms: int,
+                 chroma: tuple[float, float] | None = None) -> Sample:
         cfg = self.cfg
-        m = measure(pic, cfg)
+        m = measure(pic, cfg, chroma)
         v: dict[str, Verdict | None] = dict.fromkeys(KINDS)
         v["video_black"] = detect_black(m, cfg)
         v["video_no_signal"] = detect_uniform(m, cfg)
         blank = v["video_black"].bad or v["video_no_signal"].bad
+        exposure = False
         if not blank:
             v["video_frozen"] = detect_frozen(m, self.prev, wall_ms - (self.prev_ms or wall_ms), cfg)
+            v["video_too_dark"], v["video_too_bright"] = detect_exposure(m, self.reference, cfg)
+            exposure = v["video_too_dark"].bad or v["video_too_bright"].bad
         ref = self.reference
         if ref is not None and ref.pic.shape != m.pic.shape:
             self.retake_reference()  # resolution changed
             ref = None
-        if ref is not None and not blank:
+        if ref is not None and not blank and not exposure:
             v["video_blur"] = detect_blur(m, ref, cfg)
             v["video_occluded"] = detect_occlusion(m, ref, cfg)
             v["video_scene_change"] = detect_scene_change(m, ref, cfg)
-            if v["video_occluded"] is not None and v["video_occluded"].bad:
+            v["video_colour_cast"] = detect_colour_cast(m, ref, cfg)
+            v["video_noise"] = detect_noise(m, ref, cfg)
+            v["video_stripes"] = detect_stripes(m, ref, cfg)
+            if _bad(v["video_noise"]) or _bad(v["video_stripes"]):
+                v["video_blur"] = v["video_occluded"] = v["video_scene_change"] = None
+            if _bad(v["video_occluded"]):
                 # a cover drags sharpness and correlation down with it: report the cause
                 v["video_blur"] = None
                 v["video_scene_change"] = None
-        elif ref is None and not blank and not (v["video_frozen"] and v["video_frozen"].bad):
+        elif (ref is None and not blank and not exposure
+              and not (v["video_frozen"] and v["video_frozen"].bad)):
             self.reference = self._builder.add(m, wall_ms)
         self.prev, self.prev_ms = m, wall_ms
         return Sample(wall_ms, v, m)
+
+
+def _bad(v: Verdict | None) -> bool:
+    return v is not None and v.bad
+
+
+class CameraJudge:
+    """Diagnosis plus one persistence rule per fault kind: what the monitor runs for every
+    sample of a camera, and what the evaluation benchmark runs on its labelled clips (one
+    code path). ``step`` returns the sample and the ("raise"|"clear", kind, verdict)
+    transitions."""
+
+    def __init__(self, cfg: VqdConfig, rule_factory, roi: tuple[int, int, int, int] | None = None):
+        self.diag = CameraVqd(cfg, roi)
+        self.rules: dict[str, Persistence] = {k: rule_factory() for k in KINDS}
+
+    def step(self, luma: np.ndarray, wall_ms: int, u: np.ndarray | None = None,
+             v: np.ndarray | None = None) -> tuple[Sample, list[tuple[str, str, Verdict | None]]]:
+        sample = self.diag.diagnose_luma(luma, wall_ms, u, v)
+        events: list[tuple[str, str, Verdict | None]] = []
+        for kind, verdict in sample.verdicts.items():
+            ev = self.rules[kind].update(None if verdict is None else verdict.bad, wall_ms)
+            if ev:
+                events.append((ev, kind, verdict))
+        return sample, events
+
+
+@dataclass
+class SignalLoss:
+    """Signal loss (no packets): raised when no keyframe arrived for ``loss_ms``, cleared at
+    the next keyframe. Time is the caller's (the monitor's clock), never a sleep."""
+
+    loss_ms: int
+    active: bool = False
+
+    def update(self, now_ms: int, last_seen_ms: int) -> str | None:
+        lost = now_ms - last_seen_ms >= self.loss_ms
+        if lost and not self.active:
+            self.active = True
+            return "raise"
+        if not lost and self.active:
+            self.active = False
+            return "clear"
+        return None
 
 
 # ------------------------------------------------------------------ persistence

@@ -20,6 +20,19 @@ them at any keyframe.  Variants:
 ``hold``    frame k shows the picture of the first frame of its GOP and has
             no sensor noise; the server loops one GOP of it to freeze the
             picture (P-frames are skip-only, so the decoded pictures repeat)
+``dark``    under-exposed: scene contrast at 18 %, colours washed out (still
+            textured: not black)
+``bright``  over-exposed: scene lifted towards white, highlights clipped
+``cast``    colour cast: chroma shifted (red/yellow, as a failed white balance)
+``noise``   snow: strong per-frame luma and chroma noise (interference, a bad
+            cable or a failing sensor)
+``stripes`` rolling horizontal interference bands
+``blue``    a uniform blue "no video" screen (encoder without a sensor
+            signal), OSD still drawn
+
+:func:`apply_fault` holds the fault renderers with a ``strength`` so the
+evaluation benchmark (``bench/vqd_eval.py``) can draw each fault at other
+strengths than the clips' defaults.
 """
 
 from __future__ import annotations
@@ -42,13 +55,21 @@ import numpy as np
 from viis.simcam import timecode
 
 GENERATOR_VERSION = 5
-VARIANTS = ("normal", "black", "blur", "cover", "shift", "hold")
-FAULT_VARIANTS = ("black", "blur", "cover", "shift")
+# variants after "hold" are post-processed pictures (apply_fault); adding one keeps the cache
+# of the others (ensure_clips encodes only the missing variants)
+POST_FAULTS = ("dark", "bright", "cast", "noise", "stripes", "blue")
+VARIANTS = ("normal", "black", "blur", "cover", "shift", "hold", *POST_FAULTS)
+FAULT_VARIANTS = ("black", "blur", "cover", "shift", *POST_FAULTS)
+#: default strength of every variant (meaning per fault: see apply_fault / _Renderer)
+DEFAULT_STRENGTH = {"blur": 1.0, "cover": 1.0, "shift": 1.0, "dark": 0.18, "bright": 0.7,
+                    "cast": 28.0, "noise": 36.0, "stripes": 18.0, "blue": 1.0}
 
 __all__ = [
     "FAULT_VARIANTS",
+    "POST_FAULTS",
     "VARIANTS",
     "ClipSpec",
+    "apply_fault",
     "default_bitrate",
     "default_cache_dir",
     "ensure_clips",
@@ -384,22 +405,71 @@ class _Mover:
     direction: int  # +1 left->right, -1 right->left
 
 
-class _Renderer:
-    """Draws frame k of one variant as a contiguous yuv420p buffer."""
+def apply_fault(y: np.ndarray, u: np.ndarray, v: np.ndarray, fault: str, strength: float,
+                k: int = 0) -> None:
+    """Render a picture fault into one yuv420p frame in place (uint8 planes).
 
-    def __init__(self, spec: ClipSpec, variant: str) -> None:
+    ``strength`` per fault: ``dark`` contrast kept (0.18 = 18 %), ``bright`` lift towards
+    white (0..1), ``cast`` chroma shift in levels, ``noise`` luma noise sigma in levels,
+    ``stripes`` band amplitude in levels, ``blue`` unused. ``k`` (frame number) makes the
+    noise new in every frame and rolls the stripes."""
+    if fault == "dark":
+        g = float(strength)
+        y[:] = np.clip(16.0 + (y.astype(np.float32) - 16.0) * g, 0, 255).astype(np.uint8)
+        for c in (u, v):
+            c[:] = np.clip(128.0 + (c.astype(np.float32) - 128.0) * max(g, 0.4), 0, 255).astype(np.uint8)
+    elif fault == "bright":
+        a = float(strength)
+        yf = y.astype(np.float32)
+        y[:] = np.clip(yf * (1.0 - 0.6 * a) + 255.0 * a, 0, 235).astype(np.uint8)
+        for c in (u, v):
+            c[:] = np.clip(128.0 + (c.astype(np.float32) - 128.0) * (1.0 - a), 0, 255).astype(np.uint8)
+    elif fault == "cast":
+        d = float(strength)  # red/yellow: V up, U down by half
+        v[:] = np.clip(v.astype(np.float32) + d, 0, 255).astype(np.uint8)
+        u[:] = np.clip(u.astype(np.float32) - d / 2, 0, 255).astype(np.uint8)
+    elif fault == "noise":
+        rng = np.random.default_rng(1_000_003 + k)
+        sigma = float(strength)
+        y[:] = np.clip(y + rng.normal(0.0, sigma, y.shape).astype(np.float32), 0, 255).astype(np.uint8)
+        for c in (u, v):
+            c[:] = np.clip(c + rng.normal(0.0, sigma / 2, c.shape).astype(np.float32), 0, 255).astype(np.uint8)
+    elif fault == "stripes":
+        h = y.shape[0]
+        period = max(6.0, h / 12.0)
+        rows = np.arange(h, dtype=np.float32)[:, None]
+        band = float(strength) * np.sin(2 * np.pi * (rows / period + k * 0.037))
+        y[:] = np.clip(y + band, 0, 255).astype(np.uint8)
+    elif fault == "blue":  # Y'CbCr of the (0, 0, 0.75) blue of a "no video" screen
+        y[:] = 34
+        u[:] = 212
+        v[:] = 117
+    elif fault != "normal":
+        raise ValueError(f"unknown picture fault {fault!r}")
+
+
+class _Renderer:
+    """Draws frame k of one variant as a contiguous yuv420p buffer. ``strength`` scales
+    the fault (blur radius, cover radii, view shift; see :func:`apply_fault` for the
+    post-processed faults); None = :data:`DEFAULT_STRENGTH`."""
+
+    def __init__(self, spec: ClipSpec, variant: str, strength: float | None = None,
+                 seed: int = 7) -> None:
         self.spec = spec
         self.variant = variant
+        self.strength = DEFAULT_STRENGTH.get(variant, 1.0) if strength is None else float(strength)
         w, h = spec.width, spec.height
         self.mx = 2 * int(round(w * 0.04))
         self.my = 2 * int(round(h * 0.04))
         wc, hc = w + 2 * self.mx, h + 2 * self.my
-        canvas = _make_canvas(hc, wc)
+        canvas = _make_canvas(hc, wc, seed)
         blur_r = max(2, w // 110)
         if variant == "blur":
-            canvas = _box_blur(canvas, blur_r)
+            canvas = _box_blur(canvas, max(1, int(round(blur_r * self.strength))))
+            blur_r = max(1, int(round(blur_r * self.strength)))
         if variant == "shift":
-            self.oy, self.ox = self.my // 2, 2 * self.mx  # view moved right/up
+            s = min(1.0, max(0.0, self.strength))  # view moved right/up
+            self.oy, self.ox = self.my - int(round(s * self.my / 2)), self.mx + int(round(s * self.mx))
             self.oy -= self.oy % 2
         else:
             self.oy, self.ox = self.my, self.mx
@@ -411,7 +481,7 @@ class _Renderer:
             bv[:] = 128.0
         self.cover = None
         if variant == "cover":
-            self.cover, self.cover2 = self._cover_mask(w, h)
+            self.cover, self.cover2 = self._cover_mask(w, h, self.strength)
             self.cover_y = 22.0
         self.bg_y = by.astype(np.float32)
         self.bg_u = bu.astype(np.float32)
@@ -458,11 +528,13 @@ class _Renderer:
         return getattr(self, "cover2", None)
 
     @staticmethod
-    def _cover_mask(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    def _cover_mask(w: int, h: int, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        # a blob from the lower-left corner, soft edge; about 40 % of the frame
+        # a blob from the lower-left corner, soft edge; about 40 % of the frame at strength 1
+        # (radii scale with the square root of the strength)
         cx, cy = w * 0.18, h * 0.95
-        rx, ry = w * 0.62, h * 0.78
+        r = float(np.sqrt(max(strength, 0.01)))
+        rx, ry = w * 0.62 * r, h * 0.78 * r
         d = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
         edge = 0.08
         a = np.clip((1.0 + edge - d) / (2 * edge), 0.0, 1.0)
@@ -546,13 +618,16 @@ class _Renderer:
         self.V[:] = self.base_v8
         for mover in self.movers:
             self._paste(mover, k)
+        if self.variant in POST_FAULTS:
+            apply_fault(self.Y, self.U, self.V, self.variant, self.strength, k)
         self._draw_osd(code_ms)
         return self.frame
 
 
-def render_frame_yuv(spec: ClipSpec, variant: str, k: int) -> np.ndarray:
+def render_frame_yuv(spec: ClipSpec, variant: str, k: int,
+                     strength: float | None = None) -> np.ndarray:
     """One uncompressed frame (yuv420p, flat uint8) of a variant; for tests."""
-    r = _Renderer(spec, "normal" if variant == "hold" else variant)
+    r = _Renderer(spec, "normal" if variant == "hold" else variant, strength)
     if variant == "hold":
         k -= k % spec.gop_frames
     return r.render(k).copy()
@@ -589,7 +664,7 @@ def index_annexb(data: bytes) -> list[tuple[int, int, bool]]:
 def _ffmpeg_cmd(spec: ClipSpec, out: Path, variant: str) -> list[str]:
     br = spec.effective_bitrate
     g = spec.gop_frames
-    noise = 0 if variant == "hold" else spec.noise
+    noise = 0 if variant in ("hold", "blue") else spec.noise
     # stitchable: SPS/PPS do not depend on rate control, so they are the same
     # bytes in every variant and the server can splice variants at IDRs
     x264 = (

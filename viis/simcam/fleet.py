@@ -36,7 +36,8 @@ from viis.simcam.clips import ClipSpec, ensure_clips
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("gst_server.py")
-FAULTS = ("drop", "stall", "freeze", "black", "blur", "cover", "shift", "clock_offset")
+FAULTS = ("drop", "stall", "freeze", "black", "blur", "cover", "shift", "dark", "bright", "cast",
+          "noise", "stripes", "blue", "clock_offset")
 
 Credentials = tuple[str, str]
 
@@ -405,7 +406,8 @@ class SimFleet:
 
         ``drop`` (``refuse_s=0``, ``refuse_status=503``), ``stall``
         (``duration_s=5``), ``freeze``, ``black``, ``blur``, ``cover``,
-        ``shift``, ``clock_offset`` (``offset_s``, rounded to whole GOPs).
+        ``shift``, ``dark``, ``bright``, ``cast``, ``noise``, ``stripes``,
+        ``blue``, ``clock_offset`` (``offset_s``, rounded to whole GOPs).
         All but ``drop`` accept ``duration_s``; picture faults and
         ``clock_offset`` take effect at the next keyframe and the call returns
         once they have (``wait=False`` returns at once).

@@ -25,7 +25,7 @@ A JSON control interface on HTTP (127.0.0.1) injects faults per camera:
 Faults: ``drop`` (``refuse_s``, ``refuse_status``: DESCRIBE/SETUP/PLAY are
 refused, OPTIONS never is, see ``_on_client_connected``), ``stall``
 (``duration_s``), ``freeze``, ``black``, ``blur``, ``cover``, ``shift``,
-``clock_offset`` (``offset_s``); all but ``drop`` take ``duration_s`` after
+``dark``, ``bright``, ``cast``, ``noise``, ``stripes``, ``blue``, ``clock_offset`` (``offset_s``); all but ``drop`` take ``duration_s`` after
 which they clear themselves.  Picture changes take effect at the next
 keyframe; with ``"wait": true`` (default) the request returns when they do.
 
@@ -57,7 +57,8 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 # as an object and GLib warns once; the argument is not used.
 warnings.filterwarnings("ignore", message=".*G_VALUE_HOLDS_OBJECT.*")
 
-PICTURE_FAULTS = ("black", "blur", "cover", "shift")
+PICTURE_FAULTS = ("black", "blur", "cover", "shift", "dark", "bright", "cast", "noise",
+                  "stripes", "blue")
 ALL_FAULTS = PICTURE_FAULTS + ("freeze", "stall", "drop", "clock_offset")
 
 
@@ -458,6 +459,8 @@ class SimServer:
         fault = params.get("fault")
         if fault not in ALL_FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(ALL_FAULTS)}")
+        if fault in PICTURE_FAULTS and fault not in self.main.clips:
+            raise ValueError(f"fault {fault!r}: its clip was not generated")
         now = time.time()
         duration = params.get("duration_s")
         duration = float(duration) if duration is not None else None
