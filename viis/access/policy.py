@@ -145,13 +145,27 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "mask.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
     "mask.lift": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
     "mask.lift.approve": frozenset({APPROVER, UNIT_ADMIN}),
+    # The compliance register, filings and reports (Q7-Q16, N7-N14): the unit's administrators
+    # keep the register and file; auditors and the police read it; zones near military and
+    # classified units (Q7.3, N10.1) are the bureau's data; unit keys for the intake are
+    # registered by the bureau, whose staff read what arrived and the district dashboard.
+    "compliance.read": frozenset({UNIT_ADMIN, AUDITOR, INVESTIGATOR, APPROVER, PLATFORM_ADMIN}),
+    "compliance.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
+    "zone.write": frozenset({APPROVER, PLATFORM_ADMIN}),
+    "filing.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
+    "intake.keys": frozenset({APPROVER, PLATFORM_ADMIN}),
+    "intake.read": frozenset({INVESTIGATOR, APPROVER}),
+    "report.unit": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
+    "report.bureau": frozenset({INVESTIGATOR, APPROVER}),
     "self": _ALL,  # own profile, password, TOTP, API tokens: any signed-in user, even one
                    # without roles (see decide_admin)
 }
 ADMIN_ACTIONS = tuple(ADMIN_POLICY)
 #: Actions anyone may take without signing in; the routes bound them by size and rate.
 #: ``tip.create``: anyone may report an unlawful installation (N24.1).
-PUBLIC_ACTIONS = ("tip.create",)
+#: ``filing.intake``: a unit's installation posts a signed filing package; the signature
+#: against the unit's registered key is the authentication (Q16.3 EDI, N14.1).
+PUBLIC_ACTIONS = ("tip.create", "filing.intake")
 
 
 class Forbidden(ViisError):
