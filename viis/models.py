@@ -3,6 +3,7 @@
 import viis.compliance.models  # noqa: F401  (cases, inspections, tips)
 from viis.access.models import ApiToken, AuthSession, Organisation, TrainingRecord, User  # noqa: F401
 from viis.access.retrieval_models import RegisterEntry, RetrievalRequest, RetrievalSession  # noqa: F401
+from viis.access.user_settings import UserSetting  # noqa: F401
 from viis.core.db import Base
 from viis.health.models import Fault
 from viis.health.tickets import FaultTicket  # noqa: F401

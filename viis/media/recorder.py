@@ -104,6 +104,7 @@ class CameraRecorder:
         self.pending_gap: tuple[str, str] | None = None
         self._reset_session()
         self.key_taps: list = []
+        self.packet_taps: list = []
         self.segments = 0
 
     # -- session state -------------------------------------------------------------
@@ -170,6 +171,8 @@ class CameraRecorder:
             if self._stopping:
                 cause = ("recorder_restart", "recorder stopped")
             self._end_session(cause)
+            if self.packet_taps:
+                self._feed_packet_taps(None)
             self.last_error = cause[1]
             camera_recording.labels(self.conf.name).set(0)
             if self._stopping:
@@ -215,6 +218,8 @@ class CameraRecorder:
                 self.writer.write_sample(AUDIO_TRACK, unit.ts, unit.data, True)
             if unit.key and self.key_taps and unit.stream == self.vi:
                 self._feed_key_taps(unit)
+            if self.packet_taps and unit.stream == self.vi:
+                self._feed_packet_taps(unit)
         except OSError as e:
             self._fail(e)
         except Exception as e:  # a broken unit must not kill the session silently
@@ -230,6 +235,18 @@ class CameraRecorder:
         for tap in self.key_taps:
             try:
                 tap(self.conf.id, t, self.video_codec, nals)
+            except Exception:
+                log.exception("tap_failed", camera=self.conf.name)
+
+    def _feed_packet_taps(self, unit: AccessUnit | None) -> None:
+        """Every video access unit as received (live fan-out); ``None`` when the session
+        ended. Keyframes come with the session's parameter sets."""
+        params: list[bytes] = []
+        if unit is not None and unit.key and self.session is not None:
+            params = list(self.session.streams[self.vi].parameter_sets.values())
+        for tap in self.packet_taps:
+            try:
+                tap(self.conf.id, self.video_codec, self.clock_rate, unit, params)
             except Exception:
                 log.exception("tap_failed", camera=self.conf.name)
 
@@ -454,6 +471,7 @@ class Recorder:
         self._pending: list[Future] = []
         self._free_at_pause = 0
         self._key_taps: list = []
+        self._packet_taps: list = []
         self._causes: dict[int, tuple[str, str]] = {}  # why a stopped camera went silent
 
     # -- paths and threads ------------------------------------------------------------
@@ -524,6 +542,7 @@ class Recorder:
             cr = CameraRecorder(self, conf, phase_ms=(i * self.segment_ms) // n,
                                 priority=priority[conf.id])
             cr.key_taps = self._key_taps
+            cr.packet_taps = self._packet_taps
             if ends.get(conf.id) is not None:
                 cr.pending_gap = self._causes.pop(conf.id, self._initial_cause)
             self.cameras[conf.id] = cr
@@ -572,6 +591,15 @@ class Recorder:
         self._key_taps.append(fn)
         for cr in self.cameras.values():
             cr.key_taps = self._key_taps
+
+    def add_packet_tap(self, fn) -> None:
+        """``fn(camera_id, codec, clock_rate, unit, parameter_sets)`` is called on the event
+        loop for every video access unit of every camera as it arrives, and with ``unit=None``
+        when a camera's session ends; it must return at once (live fan-out, invariant 6: the
+        recorder stays the only client of the camera). Keyframes carry the parameter sets."""
+        self._packet_taps.append(fn)
+        for cr in self.cameras.values():
+            cr.packet_taps = self._packet_taps
 
     # -- status -----------------------------------------------------------------------
     def status(self, camera_id: int) -> dict | None:
