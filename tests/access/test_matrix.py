@@ -94,6 +94,13 @@ EXPECT.update({
     ("POST", "/api/compliance/tips/{tip_id}/dismiss"): POLICE,
     ("POST", "/api/compliance/tips/{tip_id}/inspect"): POLICE,
 })
+# Camera administration in the console (issue 3): "test connection" probes a stream for the
+# admins who add cameras; signage photos (Q17.1, N13.1) are uploaded by them, seen by all.
+EXPECT.update({
+    ("POST", "/api/cameras/probe"): ADMINS,
+    ("PUT", "/api/cameras/{camera_id}/signage"): ADMINS,
+    ("GET", "/api/cameras/{camera_id}/signage"): ALL,
+})
 # Privacy masks (Q9.2, N13.1): read by whoever may view some camera live and by the admins
 # who draw them; written by admins; lifting asked by retrieval staff, approved by a second,
 # deciding user (viis.access.policy mask.*).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 
@@ -336,7 +336,8 @@ def _signature(seg: ParsedSegment) -> tuple:
 
 
 def iter_mse(segments: Sequence[tuple[str | os.PathLike, int]], from_ms: int,
-             to_ms: int | None = None, *, snap_ms: int = MSE_SNAP_MS) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+             to_ms: int | None = None, *, snap_ms: int = MSE_SNAP_MS,
+             on_origin: Callable[[float], None] | None = None) -> Iterator[tuple[str, bytes]]:  # fmt: skip
     """Yield ``("init", bytes)`` then ``("media", moof+mdat bytes)`` for MSE.
 
     Decode times are rewritten to ``wall time - start`` where start is the last
@@ -346,16 +347,17 @@ def iter_mse(segments: Sequence[tuple[str | os.PathLike, int]], from_ms: int,
     skip them).  Fragments are copied with tfdt and sequence number patched in
     place; the first/last fragments are rebuilt to start at the keyframe and
     end before ``to_ms``.  A segment with different track descriptions is
-    preceded by its own ``("init", ...)``.
+    preceded by its own ``("init", ...)``.  ``on_origin`` is told that start (wall ms of
+    media time 0) before the first yield, so a player can map media time to wall time.
     """
     srcs = _open_sources(segments)
     try:
-        yield from _mse(srcs, from_ms, to_ms, snap_ms)
+        yield from _mse(srcs, from_ms, to_ms, snap_ms, on_origin)
     finally:
         _close_sources(srcs)
 
 
-def _mse(srcs: list[_Src], from_ms: int, to_ms: int | None, snap_ms: int):
+def _mse(srcs: list[_Src], from_ms: int, to_ms: int | None, snap_ms: int, on_origin=None):
     # locate the start keyframe (wall ms) on the clock track
     t0_ms = first_after = None
     footage_end = float("-inf")
@@ -377,6 +379,8 @@ def _mse(srcs: list[_Src], from_ms: int, to_ms: int | None, snap_ms: int):
         t0_ms = first_after
     if t0_ms is None or (to_ms is not None and t0_ms >= to_ms) or footage_end <= from_ms:
         raise ExportError("no keyframe in the requested range")
+    if on_origin is not None:
+        on_origin(t0_ms)
     seq, sig, prev_end = 0, None, {}  # prev_end: track kind -> output ticks
     for s in srcs:
         if to_ms is not None and s.start_ms >= to_ms:

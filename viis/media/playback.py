@@ -1,5 +1,6 @@
 """The read side: footage of a camera for a time range as one MP4 (stream copy across
-segment boundaries), a JPEG snapshot at a time, and fragmented MP4 for MediaSource.
+segment boundaries), a JPEG snapshot at a time, and fragmented MP4 for MediaSource: a whole
+range (:func:`mse`) or the short windows of a playback session (:func:`mse_window`).
 
 Callers (web, CLI) pass the one door (viis.access.door) first; this module only reads.
 Exported files are copies kept in ``<data_dir>/exports`` for an hour so that a player's
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from viis.core.errors import NotFound, ValidationFailed
 from viis.media.index import gaps_between, segments_between
 from viis.media.mp4_export import ExportInfo, export_range, iter_mse
+from viis.media.mp4_format import ExportError
 
 MAX_EXPORT_MS = 24 * 3_600_000
 EXPORT_TTL_S = 3600
@@ -118,3 +120,49 @@ def mse(s: Session, root: Path, camera_id: int, from_ms: int, to_ms: int) -> Ite
     _segs, sources = _sources(s, root, camera_id, from_ms, to_ms)
     for _kind, data in iter_mse(sources, from_ms, to_ms):
         yield data
+
+
+MAX_WINDOW_MS = 5 * 60_000
+
+
+@dataclass
+class MseWindow:
+    """Fragmented MP4 of a window of a playback session: ``origin_ms`` is the wall time (UTC
+    ms) of media time 0 of these bytes, i.e. of the keyframe at or before the window's start,
+    so the player can seek exactly to the asked time and place windows on one timeline."""
+
+    origin_ms: float
+    from_ms: int
+    to_ms: int
+    parts: list[bytes]
+
+
+def mse_window(s: Session, root: Path, camera_id: int, from_ms: int, to_ms: int) -> MseWindow | None:
+    """The window ``[from_ms, to_ms)`` for MediaSource, or None when nothing is recorded there
+    (the caller then asks :func:`next_recorded_ms`). Windows are short (at most
+    ``MAX_WINDOW_MS``): a player asks for the next one as it plays, at any speed."""
+    if to_ms <= from_ms:
+        raise ValidationFailed("the window must end after it starts", field="to")
+    if to_ms - from_ms > MAX_WINDOW_MS:
+        raise ValidationFailed(f"a playback window covers at most {MAX_WINDOW_MS // 1000} s",
+                               field="to")
+    segs = segments_between(s, camera_id, from_ms, to_ms)
+    if not segs:
+        return None
+    origin: list[float] = []
+    try:
+        parts = [data for _kind, data in iter_mse([(root / x.path, x.start_ms) for x in segs],
+                                                  from_ms, to_ms, on_origin=origin.append)]
+    except ExportError:
+        return None
+    if not origin or not parts:
+        return None
+    return MseWindow(origin[0], from_ms, to_ms, parts)
+
+
+def next_recorded_ms(s: Session, camera_id: int, after_ms: int, before_ms: int) -> int | None:
+    """Start of the first footage after ``after_ms`` (and before ``before_ms``): where a player
+    jumps to across a gap."""
+    segs = segments_between(s, camera_id, after_ms, before_ms)
+    starts = [x.start_ms for x in segs if x.start_ms > after_ms]
+    return min(starts) if starts else None

@@ -1,8 +1,9 @@
-"""Registry tables: cameras (the compliance issue adds organisations, sites and systems)."""
+"""Registry tables: cameras and their signage photos (the compliance issue adds organisations,
+sites and systems)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from viis.core.db import Base
@@ -30,3 +31,23 @@ class Camera(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_ms: Mapped[int] = mapped_column()
     updated_ms: Mapped[int] = mapped_column()
+
+
+class SignagePhoto(Base):
+    """A photo of the sign that tells the public a camera is there (Q17.1, N13.1).
+
+    The picture is kept once per camera under its SHA-256; the newest row is the camera's
+    current signage evidence, older rows stay as its history.
+    """
+
+    __tablename__ = "camera_signage_photos"
+    __table_args__ = (UniqueConstraint("camera_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="RESTRICT"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_ms: Mapped[int] = mapped_column()
+    uploaded_by: Mapped[str] = mapped_column(String(200))

@@ -7,6 +7,7 @@ API answers). Retention below the rule packs' minimum is refused (Q19.7, N17.1).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,7 +20,7 @@ from viis.compliance.rulepack import RuleBook
 from viis.core.clock import SHANGHAI, Clock, ms_to_datetime
 from viis.core.errors import NotFound, ValidationFailed
 from viis.core.ids import new_uid
-from viis.registry.models import Camera
+from viis.registry.models import Camera, SignagePhoto
 
 URL_SCHEMES = ("rtsp", "rtsps", "file")
 MAX_NAME = 200
@@ -223,3 +224,59 @@ def connect_url(url: str, username: str | None, password: str | None) -> str:
     parts = urlsplit(url)
     cred = quote(username, safe="") + (":" + quote(password or "", safe=""))
     return urlunsplit((parts.scheme, f"{cred}@{parts.netloc}", parts.path, parts.query, ""))
+
+
+# --- signage (Q17.1, N13.1) --------------------------------------------------------------------
+
+MAX_SIGNAGE_BYTES = 4 * 1024 * 1024
+MIN_SIGNAGE_BYTES = 64
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
+
+
+def sniff_signage(data: object) -> str:
+    """The media type of an uploaded signage photo by its magic bytes (never by its name or
+    the Content-Type the client claims); anything but a JPEG or PNG of bounded size is refused."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValidationFailed("the signage photo must be sent as the request body", field="photo")
+    if len(data) > MAX_SIGNAGE_BYTES:
+        raise ValidationFailed(f"the signage photo of {len(data)} bytes is over the limit of "
+                               f"{MAX_SIGNAGE_BYTES} bytes; send a smaller picture", field="photo")
+    if len(data) < MIN_SIGNAGE_BYTES:
+        raise ValidationFailed(f"the signage photo of {len(data)} bytes is too small to be a picture",
+                               field="photo")
+    for magic, kind in _IMAGE_MAGIC:
+        if bytes(data[: len(magic)]) == magic:
+            return kind
+    raise ValidationFailed("the signage photo must be a JPEG or PNG image (checked by its first "
+                           "bytes)", field="photo")
+
+
+def store_signage(s: Session, camera_id: int, data: bytes, *, by: str, now_ms: int) -> SignagePhoto:
+    """Keep a signage photo for a camera under its SHA-256 (Q17.1, N13.1). The same picture
+    sent again becomes the current one again; nothing is ever overwritten."""
+    kind = sniff_signage(data)
+    if s.get(Camera, camera_id) is None:
+        raise NotFound(f"camera {camera_id} does not exist")
+    sha = hashlib.sha256(data).hexdigest()
+    row = s.scalar(select(SignagePhoto).where(SignagePhoto.camera_id == camera_id,
+                                              SignagePhoto.sha256 == sha))
+    if row is None:
+        row = SignagePhoto(camera_id=camera_id, sha256=sha, media_type=kind, size=len(data),
+                           data=bytes(data), uploaded_ms=now_ms, uploaded_by=by[:200])
+        s.add(row)
+    else:
+        row.uploaded_ms, row.uploaded_by = now_ms, by[:200]
+    s.flush()
+    return row
+
+
+def current_signage(s: Session, camera_id: int) -> SignagePhoto | None:
+    return s.scalar(select(SignagePhoto).where(SignagePhoto.camera_id == camera_id)
+                    .order_by(SignagePhoto.uploaded_ms.desc(), SignagePhoto.id.desc()).limit(1))
+
+
+def signage_view(row: SignagePhoto | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"sha256": row.sha256, "media_type": row.media_type, "size": row.size,
+            "uploaded_ms": row.uploaded_ms, "uploaded_by": row.uploaded_by}

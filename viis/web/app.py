@@ -125,6 +125,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     # one door. Sign-in is the only open route besides health and metrics.
     for mod in (routes_cameras, routes_storage, routes_footage):
         api.include_router(mod.router, dependencies=[Depends(require_user)])
+    api.include_router(routes_footage.ws_router)  # playback sessions check the user inside
     api.include_router(routes_access.router)
     api.include_router(routes_compliance.router)  # each route names its action; tips are open
     routes_retrieval.install(api)  # retrieval routes, the register, the session scope hook

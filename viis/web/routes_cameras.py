@@ -1,15 +1,26 @@
-"""Camera registry API. Answers never carry credentials (public_view)."""
+"""Camera registry API. Answers never carry credentials (public_view).
+
+Besides the registry itself: the "test connection" probe of a stream before it is saved
+(:mod:`viis.media.probe`) and the signage photo of each camera (Q17.1, N13.1)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from viis.access.policy import may_see_camera
-from viis.core.errors import NotFound
-from viis.registry.service import CameraInput, public_view
+from viis.core.errors import NotFound, ValidationFailed
+from viis.media import probe as stream_probe
+from viis.registry.service import (
+    MAX_SIGNAGE_BYTES,
+    CameraInput,
+    current_signage,
+    public_view,
+    signage_view,
+    store_signage,
+)
 from viis.web.auth import allow, principal
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
@@ -77,6 +88,59 @@ def add_camera(body: CameraIn, request: Request) -> dict:
     return view
 
 
+class ProbeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: Annotated[str, Field(max_length=2000)]
+    username: Annotated[str | None, Field(max_length=200)] = None
+    password: Annotated[str | None, Field(max_length=200)] = None
+
+
+@router.post("/probe", dependencies=[Depends(allow("camera.write"))])
+def probe_camera(body: ProbeIn) -> dict:
+    """Test connection: codec, picture size and frame rate of a stream, before saving it. The
+    answer never carries the password; a refused URL is a 422 saying why."""
+    return stream_probe.probe(body.url, body.username, body.password).as_dict()
+
+
+@router.put("/{camera_id}/signage", dependencies=[Depends(allow("camera.write"))])
+async def put_signage(camera_id: int, request: Request) -> dict:
+    """Upload the photo of the camera's public sign (Q17.1, N13.1): the raw JPEG or PNG as the
+    body, recognised by its magic bytes, size-limited, kept under its SHA-256."""
+    data = await _read_limited(request, MAX_SIGNAGE_BYTES)
+    app = _app(request)
+    p = principal(request)
+    with app.db.session() as s:
+        cam = app.cameras.get(s, camera_id)
+        if not _visible(request, cam):
+            raise NotFound(f"no camera {camera_id}")
+        row = store_signage(s, camera_id, data, by=p.name if p else "?", now_ms=app.clock.wall_ms())
+        return signage_view(row)
+
+
+@router.get("/{camera_id}/signage", dependencies=[Depends(allow("camera.read"))])
+def get_signage(camera_id: int, request: Request) -> Response:
+    """The camera's current signage photo."""
+    app = _app(request)
+    with app.db.session() as s:
+        cam = app.cameras.get(s, camera_id)
+        row = current_signage(s, camera_id) if _visible(request, cam) else None
+        if row is None:
+            raise NotFound(f"camera {camera_id} has no signage photo")
+        return Response(row.data, media_type=row.media_type,
+                        headers={"ETag": f'"{row.sha256}"', "Cache-Control": "private, max-age=60",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise ValidationFailed(f"the signage photo is over the limit of {limit} bytes; send a "
+                                   "smaller picture", field="photo")
+    return bytes(buf)
+
+
 @router.get("/{camera_id}", dependencies=[Depends(allow("camera.read"))])
 def get_camera(camera_id: int, request: Request) -> dict:
     app = _app(request)
@@ -85,6 +149,7 @@ def get_camera(camera_id: int, request: Request) -> dict:
         if not _visible(request, cam):
             raise NotFound(f"no camera {camera_id}")
         view = public_view(cam)
+        view["signage"] = signage_view(current_signage(s, camera_id))
     rec = request.app.state.recorder
     view["status"] = rec.status(camera_id) if rec else None
     return view
