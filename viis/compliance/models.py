@@ -161,3 +161,8 @@ class Tip(Base):
     inspection_id: Mapped[int | None] = mapped_column()
 
     __table_args__ = (Index("ix_compliance_tips_state", "state"),)
+
+
+# The register and filings live beside the police-side tables; importing them here puts them
+# in Base.metadata wherever the compliance tables are.
+import viis.compliance.registry_models  # noqa: E402, F401

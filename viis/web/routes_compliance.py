@@ -345,3 +345,8 @@ def tip_inspect(tip_id: int, body: TipInspectIn, request: Request) -> dict:
             categories=body.site_categories, on=body.on or _today(request))
         return {"tip": inspections.tip_view(t),
                 "inspection": inspections.inspection_view(insp, inspections.items_of(s, insp.id))}
+
+
+# --- the register, filings, intake and reports (unit and bureau sides) --------------------------
+# Their modules add routes to this router, so /api/compliance stays one router to include.
+from viis.web import routes_register  # noqa: E402, F401
