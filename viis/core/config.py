@@ -76,6 +76,16 @@ class HealthSettings(_Section):
     # fault tickets (Q19.3): closed only after the fault stayed away this long
     ticket_hold_s: float = Field(600.0, ge=0.0)
     ticket_sweep_s: float = Field(60.0, gt=0)
+    # no keyframe from a camera for this long is a signal loss (default: 3 intervals, >= 30 s)
+    signal_loss_s: float | None = Field(None, gt=0)
+    # storage quality (Q19.6) of what was recorded, checked this often over this window;
+    # width/height/fps minimums come from the rule packs, the bit rate minimum (no pack sets
+    # one) from here (0 = not checked)
+    storage_check_s: float = Field(300.0, gt=0)
+    storage_window_s: float = Field(3600.0, gt=0)
+    storage_min_bitrate_bps: int = Field(256_000, ge=0)
+    # camera clock offsets are stored per camera at most this often (Q19.3, invariant 5)
+    clock_record_s: float = Field(60.0, gt=0)
 
 
 class NotifySettings(_Section):
@@ -91,10 +101,14 @@ class NotifySettings(_Section):
     webhook_timeout_s: float = Field(5.0, gt=0, le=120.0)
     webhook_retries: int = Field(5, ge=0, le=50)
     webhook_backoff_s: float = Field(1.0, gt=0, le=600.0)  # doubled after each failure
-    smtp_host: str | None = None  # e-mail: not sent yet
+    smtp_host: str | None = None  # e-mail through this SMTP server (none: no e-mail)
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_from: str | None = None
     smtp_to: list[str] = []
+    smtp_starttls: bool = True  # upgrade with STARTTLS (certificate verified) before AUTH
+    smtp_username: str | None = None  # AUTH only when set
+    smtp_password: SecretStr | None = None  # never logged nor shown
+    smtp_timeout_s: float = Field(15.0, gt=0, le=300.0)
 
 
 class SimcamSettings(_Section):

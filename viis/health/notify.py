@@ -1,5 +1,7 @@
 """Tell the maintainer (Q19.3 "notify maintenance for repair"): fault ticket events as JSON to
-an MQTT broker and to webhooks.
+an MQTT broker and to webhooks, and as e-mail through a configured SMTP server (stdlib
+``smtplib``; STARTTLS with a verified certificate and AUTH when configured; the password is
+never logged nor put in an error message).
 
 ``Notifier.send`` only puts the event on a queue and returns; each destination (the broker,
 every webhook) has its own worker thread and queue, so a dead webhook never delays the
@@ -12,11 +14,15 @@ from __future__ import annotations
 
 import json
 import queue
+import smtplib
+import ssl
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 import paho.mqtt.client as mqtt
 
@@ -174,6 +180,82 @@ class MqttSink(_Sink):
         self.client.disconnect()
 
 
+class EmailSink(_Sink):
+    """One e-mail per ticket event to ``smtp_to``. Retries like a webhook; an SMTP error
+    reply (5xx) is not retried. Errors are recorded without the password."""
+
+    name = "smtp"
+
+    def __init__(self, settings: NotifySettings) -> None:
+        if not settings.smtp_from or not settings.smtp_to:
+            raise ValueError("e-mail needs notify.smtp_from and notify.smtp_to")
+        for addr in [settings.smtp_from, *settings.smtp_to]:
+            if "\n" in addr or "\r" in addr or "@" not in addr or len(addr) > 254:
+                raise ValueError(f"not an e-mail address: {addr[:80]!r}")
+        self.s = settings
+        self.retries, self.backoff_s = settings.webhook_retries, settings.webhook_backoff_s
+        super().__init__()
+
+    def message(self, msg: dict) -> EmailMessage:
+        t = msg.get("ticket") or {}
+        cam = msg.get("camera") or "system"
+        em = EmailMessage()
+        em["Subject"] = (f"[VIIS] {msg.get('event')}: {t.get('kind')} on {cam} "
+                         f"(ticket {t.get('id')}, {t.get('severity')})")
+        em["From"] = self.s.smtp_from
+        em["To"] = ", ".join(self.s.smtp_to)
+        em["Date"] = formatdate(localtime=False)
+        em["Message-ID"] = make_msgid(domain="viis")
+        lines = [f"Event: {msg.get('event')} at {msg.get('at')}", f"Camera: {cam}",
+                 f"Fault: {t.get('kind')} ({t.get('severity')})", f"Status: {t.get('status')}",
+                 f"First seen: {t.get('first_seen')}",
+                 f"Repair due: {t.get('repair_due')} ({t.get('repair_limit')})",
+                 f"Details: {t.get('message')}", "",
+                 "Q19.3: repair the fault promptly; if it cannot be repaired promptly, record "
+                 "the temporary emergency measure taken.", "",
+                 json.dumps(msg, ensure_ascii=False, indent=1)]
+        em.set_content("\n".join(lines))
+        return em
+
+    def deliver(self, msg: dict) -> None:
+        em = self.message(msg)
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                self._send(em)
+                self.stats.sent += 1
+                return
+            except smtplib.SMTPResponseException as e:
+                err = f"SMTP {e.smtp_code}"
+                if 500 <= e.smtp_code < 600:
+                    self.stats.last_error = err
+                    break  # the server refuses: retrying will not help
+            except (OSError, smtplib.SMTPException) as e:
+                err = type(e).__name__ + (f": {e}" if not isinstance(e, smtplib.SMTPAuthenticationError) else "")
+            self.stats.last_error = err
+            if attempt < self.retries:
+                self.stats.retries += 1
+                log.warning("smtp_retry", host=self.s.smtp_host, attempt=attempt + 1, error=err)
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, 300.0)
+        self.stats.failed += 1
+        self.stats.errors.append(self.stats.last_error)
+        log.error("smtp_failed", host=self.s.smtp_host, error=self.stats.last_error)
+
+    def _send(self, em: EmailMessage) -> None:
+        s = self.s
+        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_s) as smtp:
+            smtp.ehlo()
+            if s.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if s.smtp_username:
+                smtp.login(s.smtp_username,
+                           s.smtp_password.get_secret_value() if s.smtp_password else "")
+            smtp.send_message(em)
+
+
 class Notifier:
     """Fan ticket events out to every configured destination without blocking."""
 
@@ -187,6 +269,8 @@ class Notifier:
         for url in settings.webhooks:
             self.sinks.append(WebhookSink(url, settings.webhook_timeout_s,
                                           settings.webhook_retries, settings.webhook_backoff_s))
+        if settings.smtp_host:
+            self.sinks.append(EmailSink(settings))
 
     def send(self, event) -> None:
         msg = payload(event)
