@@ -117,7 +117,11 @@ def live_snapshot(app, unit_code: str | None = None) -> Snapshot:
                     f"units {', '.join(codes)}; name one with --unit" if codes
                     else "no unit in its compliance register; add one first"), field="unit")
             unit_code = codes[0]
-        return parse(snapshot_from_db(s, unit_code, app.clock.wall_ms()))
+        from viis.compliance.filings import detect_unit_changes
+
+        now = app.clock.wall_ms()
+        detect_unit_changes(s, unit_code, today=_day(now), now_ms=now)   # N14.1: dated when first seen
+        return parse(snapshot_from_db(s, unit_code, now))
 
 
 def _system(x: ComplianceSystem, site: str, changes: list[FiledChange]) -> dict[str, Any]:

@@ -349,4 +349,5 @@ def tip_inspect(tip_id: int, body: TipInspectIn, request: Request) -> dict:
 
 # --- the register, filings, intake and reports (unit and bureau sides) --------------------------
 # Their modules add routes to this router, so /api/compliance stays one router to include.
-from viis.web import routes_register  # noqa: E402, F401
+from viis.web import routes_register  # noqa: E402, F401, I001
+from viis.web import routes_filings  # noqa: E402, F401

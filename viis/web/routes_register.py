@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from viis.compliance import register
 from viis.compliance.engine import Evaluator
+from viis.compliance.filings import detect_unit_changes
 from viis.compliance.live import snapshot_from_db
 from viis.compliance.snapshot import parse
 from viis.web.auth import allow, principal
@@ -275,6 +276,8 @@ def live_findings(code: str, request: Request, on: Annotated[date | None, Query(
     app = request.app.state.viis
     day = on or today(request)
     with app.db.session() as s:
+        # changes of filed facts are dated the day they are first seen (N14.1)
+        detect_unit_changes(s, code, today=today(request), now_ms=app.clock.wall_ms())
         snap = parse(snapshot_from_db(s, code, app.clock.wall_ms()))
     return {"unit": code, "on": day.isoformat(),
             "findings": [f.as_dict() for f in Evaluator(app.rules, day).evaluate(snap)]}
