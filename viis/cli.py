@@ -207,15 +207,24 @@ def cmd_compliance_evaluate(args) -> int:
         on = _date.fromisoformat(args.on)
     except ValueError:
         raise ViisError(f"--on {args.on!r}: give a date YYYY-MM-DD (Asia/Shanghai)") from None
-    path = Path(args.snapshot)
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SnapshotError(f"{path}: {path.stat().st_size} bytes; at most {MAX_BYTES}")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ViisError(f"cannot read {path}: {e.strerror}") from None
     packs = Path(args.rulepacks) if args.rulepacks else load_settings(args.config).rulepack_dir
-    findings = evaluate(loads(data), RuleBook.load(packs), on)
+    if getattr(args, "live", False):
+        # The running installation's own register (viis.compliance.live), not a file.
+        from viis.compliance.live import live_snapshot
+
+        snap = live_snapshot(_app(args), getattr(args, "unit", None))
+        findings = evaluate(snap, RuleBook.load(packs), on)
+    else:
+        if not args.snapshot:
+            raise ViisError("give a snapshot file, or --live for this installation's register")
+        path = Path(args.snapshot)
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                raise SnapshotError(f"{path}: {path.stat().st_size} bytes; at most {MAX_BYTES}")
+            data = path.read_bytes()
+        except OSError as e:
+            raise ViisError(f"cannot read {path}: {e.strerror}") from None
+        findings = evaluate(loads(data), RuleBook.load(packs), on)
     if args.json:
         print(json.dumps({"on": on.isoformat(), "findings": [f.as_dict() for f in findings]},
                          ensure_ascii=False, indent=2))
@@ -293,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     verb("capacity", cmd_capacity, "disk capacity forecast")
     comp = sub.add_parser("compliance", help="compliance engine").add_subparsers(dest="sub", required=True)
     ce = verb("evaluate", cmd_compliance_evaluate, "findings of a snapshot as of a date", comp)
-    ce.add_argument("snapshot", help="snapshot JSON (docs/compliance-snapshot.md)")
+    ce.add_argument("snapshot", nargs="?", help="snapshot JSON (docs/compliance-snapshot.md)")
+    ce.add_argument("--live", action="store_true", help="evaluate this installation's register")
+    ce.add_argument("--unit", help="with --live: the unit's code (needed when there are several)")
     ce.add_argument("--on", required=True, help="evaluation day YYYY-MM-DD (Asia/Shanghai)")
     ce.add_argument("--rulepacks", help="rule pack directory (default: settings rulepack_dir)")
     ce.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
@@ -303,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     from viis.integrity.cli_audit import add_verbs as add_audit_verbs
 
     add_audit_verbs(sub, verb)  # viis audit verify, viis audit checkpoint
+    from viis.access.cli_evidence import add_verbs as add_evidence_verbs
+
+    add_evidence_verbs(sub, verb)  # viis export, viis verify-export (Q24.1)
     return p
 
 
