@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tests.media.recording import add_camera, make_app
 from viis.health import clock as hclock
 from viis.health.clock import ClockWatch, is_epoch_reset, server_clock_state
-from viis.health.models import Fault
+from viis.health.models import ClockReading, Fault
 from viis.health.monitor import HealthMonitor, PersistenceRule
 from viis.health.tickets import FaultTicket, TicketDesk
 from viis.media.recorder import Recorder
@@ -56,7 +56,7 @@ def scenario(tmp_path_factory):
         rec = Recorder(app)
         mon = HealthMonitor(app, rec, interval_s=1.0, rule=RULE,
                             roi=lambda _c, w, h: scene_box(w, h))
-        watch = ClockWatch.attach(app, rec, mon, rule=RULE,
+        watch = ClockWatch.attach(app, rec, mon, rule=RULE, record_s=2.0,
                                   timecode_cycle=lambda _cid: fleet.cycle_ms)
         out["watch"] = watch
         await rec.start()
@@ -83,6 +83,7 @@ def scenario(tmp_path_factory):
         out["faults"] = {c: _faults(app, c, "clock_offset") for c in ids}
         with app.db.session() as s:
             out["tickets"] = list(s.scalars(select(FaultTicket).order_by(FaultTicket.id)))
+            out["readings"] = list(s.scalars(select(ClockReading).order_by(ClockReading.id)))
         print("offsets before", out["before"], "during", out["during"])
         for f in out["faults"][ids[0]]:
             print(f.message)
@@ -105,6 +106,20 @@ def test_injected_30s_offset_raises_clock_fault_within_1s(scenario):
     assert abs(measured - OFFSET_S * 1000) <= 1000, f.message
     assert "timecode" in f.message and "tolerance 10000 ms" in f.message
     assert f.cleared_ms is not None, "clock_offset did not clear after the offset was removed"
+
+
+def test_measured_offsets_are_stored_per_camera_and_interval(scenario):
+    """Invariant 5: the offset is stored, not only alarmed: at most one reading per source
+    every ``record_s`` per camera, the injected 30 s among them."""
+    rows = [r for r in scenario["readings"] if r.camera_id == scenario["ids"][0]]
+    tc = [r for r in rows if r.source == "timecode"]
+    assert any(abs(r.offset_ms - OFFSET_S * 1000) <= 1000 for r in tc), [r.offset_ms for r in tc]
+    assert any(abs(r.offset_ms) < 1000 for r in tc)  # before the injection
+    times = [r.at_ms for r in tc]
+    assert all(b - a >= 2000 for a, b in zip(times, times[1:])), times
+    assert not any(r.epoch_reset for r in rows)
+    others = {r.camera_id for r in scenario["readings"]} - {scenario["ids"][0]}
+    assert others == set(scenario["ids"][1:])
 
 
 def test_cameras_in_time_raise_nothing_and_read_near_zero(scenario):

@@ -39,7 +39,7 @@ from viis.core.clock import SHANGHAI, iso_utc, ms_to_datetime
 from viis.core.logging import get_logger
 from viis.health import vqd
 from viis.health.faults import clear_fault, raise_fault
-from viis.health.models import Fault
+from viis.health.models import ClockReading, Fault
 from viis.simcam import timecode
 
 log = get_logger(__name__)
@@ -94,6 +94,7 @@ class _CamClock:
     readings: dict[str, deque] = field(default_factory=dict)
     synced: bool = False
     last: dict = field(default_factory=dict)
+    stored_ms: int | None = None  # wall time of the last readings written to the database
 
 
 class ClockWatch:
@@ -105,13 +106,14 @@ class ClockWatch:
 
     def __init__(self, app, *, sr_source: SrSource | None = None,
                  timecode_cycle: CycleFn | None = None, rule=None,
-                 tolerance_ms: int | None = None) -> None:
+                 tolerance_ms: int | None = None, record_s: float = 60.0) -> None:
         from viis.health.monitor import PersistenceRule
         self.app = app
         self.sr_source = sr_source
         self.timecode_cycle = timecode_cycle
         self.rule = rule or PersistenceRule(n=3, m=5, min_s=20.0, clear_n=3)
         self._tolerance_ms = tolerance_ms
+        self.record_ms = int(record_s * 1000)
         self._cams: dict[int, _CamClock] = {}
         self._lock = threading.Lock()
 
@@ -173,6 +175,14 @@ class ClockWatch:
         cam.last = {"at_ms": wall_ms, "offsets_ms": offsets, "epoch_reset": epoch,
                     "tolerance_ms": tol_ms, "bad": bad}
         ev = cam.rule.update(bad, wall_ms)
+        store = bool(offsets) and (cam.stored_ms is None
+                                   or wall_ms - cam.stored_ms >= self.record_ms)
+        if store:  # the measured offset per camera and interval (invariant 5)
+            cam.stored_ms = wall_ms
+            with self.app.db.session() as s:
+                for src, off in offsets.items():
+                    s.add(ClockReading(camera_id=camera_id, at_ms=wall_ms, source=src,
+                                       offset_ms=int(off), epoch_reset=src in epoch))
         if ev:
             with self.app.db.session() as s:
                 if ev == "raise":
