@@ -351,3 +351,4 @@ def tip_inspect(tip_id: int, body: TipInspectIn, request: Request) -> dict:
 # Their modules add routes to this router, so /api/compliance stays one router to include.
 from viis.web import routes_register  # noqa: E402, F401, I001
 from viis.web import routes_filings  # noqa: E402, F401
+from viis.web import routes_reports  # noqa: E402, F401
