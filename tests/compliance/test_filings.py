@@ -143,3 +143,44 @@ def test_intake_refuses_forged_altered_oversized_and_malformed_packages(tmp_path
     assert r.status_code == 422
     assert anon.post("/api/compliance/intake", content=json.dumps(pkg)).status_code == 201
     assert SYSTEM["code"] == "cctv"
+
+
+def test_changes_of_filed_facts_are_each_detected_once(db, clock, rules, tmp_path):
+    """N14.1: storage period, a moved camera and a removed camera are three changes, each
+    recorded once with the day it was first seen; a refused change filing reopens them."""
+    from datetime import date
+
+    from viis.compliance import filings, register
+    from viis.registry.service import CameraInput, CameraService
+
+    today, now = date(2026, 1, 1), clock.wall_ms()
+    signer = Signer.generate()
+    with db.session() as s:
+        register.add_unit(s, code="u", name="U", use="business", now_ms=now)
+        register.add_site(s, rules, unit_code="u", code="s", name="S", categories=[], today=today, now_ms=now)
+        register.add_system(s, site_code="s", code="y", name="Y", purpose="p", storage_days=30,
+                            in_use_on=date(2025, 12, 20), now_ms=now)
+        cams = CameraService(rules, clock)
+        a = cams.add(s, CameraInput(name="a", main_url="rtsp://127.0.0.1/a")).id
+        b = cams.add(s, CameraInput(name="b", main_url="rtsp://127.0.0.1/b")).id
+        for c in (a, b):
+            register.link_camera(s, camera_id=c, system_code="y", lat=36.0, lon=120.0, now_ms=now)
+        f = filings.create_filing(s, rules, signer, system_code="y", kind="in_use", today=today, actor="t", now_ms=now)
+        filings.submit(s, rules, f.id, channel="online", today=today, now_ms=now)
+        sy = register.system(s, "y")
+        assert filings.detect_changes(s, sy, today=today, now_ms=now) == []
+        register.update_system(s, "y", {"storage_days": 60}, now_ms=now)
+        register.link_camera(s, camera_id=a, system_code="y", lat=36.001, lon=120.0, now_ms=now)
+        cams.update(s, b, {"enabled": False})
+        got = filings.detect_changes(s, sy, today=date(2026, 1, 2), now_ms=now)
+        assert sorted(c.what for c in got) == ["cameras_removed", "locations", "storage_period"]
+        assert filings.detect_changes(s, sy, today=date(2026, 1, 3), now_ms=now) == []   # once
+        cf = filings.create_filing(s, rules, signer, system_code="y", kind="change", today=date(2026, 1, 3),
+                                   actor="t", now_ms=now)
+        assert cf.event_on == date(2026, 1, 2) and cf.due_on == date(2026, 2, 1)
+        filings.submit(s, rules, cf.id, channel="online", today=date(2026, 1, 3), now_ms=now)
+        filings.record_receipt(s, cf.id, refused="incomplete", now_ms=now)
+        from sqlalchemy import select
+
+        from viis.compliance.registry_models import FiledChange
+        assert [c.filing_id for c in s.scalars(select(FiledChange))] == [None, None, None]
