@@ -115,6 +115,13 @@ EXPECT.update({
     ("POST", "/api/retrievals/{request_id}/mask-lifts/{lift_id}/refuse"):
         {"bureau_approver", "unit_admin"},
 })
+# Evidence packages (Q23, Q24.1): the staff of a retrieval session; no session → 404/403.
+EXPECT.update({
+    ("POST", "/api/retrievals/{request_id}/sessions/{session_id}/exports"): FILERS,
+    ("GET", "/api/retrievals/{request_id}/sessions/{session_id}/exports/{job_id}"): FILERS,
+    ("GET", "/api/retrievals/{request_id}/sessions/{session_id}/exports/{job_id}/package.zip"):
+        FILERS,
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 
@@ -122,7 +129,7 @@ QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
 def url(path: str) -> str:
     p = path.replace("{camera_id}", "1").replace("{hold_id}", "1").replace("{user_id}", "1") \
         .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1") \
-        .replace("{lift_id}", "1")
+        .replace("{lift_id}", "1").replace("{job_id}", "1")
     return p + QUERY.get(p.rsplit("/", 1)[-1], "")
 
 

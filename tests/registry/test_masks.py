@@ -247,3 +247,21 @@ def test_an_individual_request_cannot_have_masks_lifted(world):
     r = world.c("op1").post(f"/api/retrievals/{rid}/mask-lifts",
                             json={"camera_id": world.cams[0], "reason": "see myself"})
     assert r.status_code == 403
+
+
+def test_mask_changes_and_lifts_are_audit_entries(world):
+    """Issue 4 item 6: config changes and lifted masks are in the tamper-evident log."""
+    from viis.integrity.audit import AuditLog
+
+    cam = world.cams[0]
+    assert world.site.admin.put(f"/api/cameras/{cam}/privacy-masks",
+                                json={"masks": [WINDOW]}).status_code == 200
+    world.site.api.state.mask_lifting.enabled = True
+    lifts = f"/api/retrievals/{world.rid}/mask-lifts"
+    lid = world.c("inv1").post(lifts, json={"camera_id": cam, "reason": "scene"}).json()["id"]
+    world.c("appr").post(f"{lifts}/{lid}/approve", json={})
+    with world.site.app.db.session() as s:
+        log = AuditLog(s)
+        kinds = [e.kind for k in ("mask.replace", "mask.lift", "mask.lift.approve")
+                 for e in log.search(kind=k)]
+    assert kinds == ["mask.replace", "mask.lift", "mask.lift.approve"]

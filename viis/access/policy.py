@@ -145,6 +145,9 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "mask.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
     "mask.lift": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
     "mask.lift.approve": frozenset({APPROVER, UNIT_ADMIN}),
+    # Evidence packages (Q23, Q24.1): made by the staff of a retrieval session; the door
+    # then decides each camera range (export needs the approved scope, never N21.1/N19.1).
+    "evidence.export": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
     # The compliance register, filings and reports (Q7-Q16, N7-N14): the unit's administrators
     # keep the register and file; auditors and the police read it; zones near military and
     # classified units (Q7.3, N10.1) are the bureau's data; unit keys for the intake are

@@ -159,11 +159,13 @@ def _decode(text: str) -> list[Polygon]:
 
 
 # --- audit ---------------------------------------------------------------------------------
-def _audit(s: Session, kind: str, *, actor: str, subject: str, details: dict) -> None:
-    """THE single call site of the audit log for masks and lifts (issue 4 item 6).
-    AUDIT-PENDING: ``viis.integrity.audit.AuditLog`` is being built in parallel; until it is
-    committed the event is only logged. Replace the body with its ``append`` then."""
-    log.info("audit_pending", kind=kind, actor=actor, subject=subject, details=details)
+def _audit(s: Session, kind: str, *, actor: str, subject: str, details: dict,
+           clock: Clock | None = None) -> None:
+    """THE call site of the audit log for masks and lifts (issue 4 item 6): in the caller's
+    transaction, so the change and its entry commit together or not at all."""
+    from viis.integrity.audit import AuditLog
+
+    AuditLog(s, clock).append(kind, actor=actor, subject=subject, details=details)
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -192,7 +194,8 @@ def view(s: Session, camera_id: int) -> dict:
             "updated_at": iso_utc(row.updated_ms), "updated_by": row.updated_by}
 
 
-def replace(s: Session, camera_id: int, masks: Any, *, by: str, now_ms: int) -> dict:
+def replace(s: Session, camera_id: int, masks: Any, *, by: str, now_ms: int,
+            clock: Clock | None = None) -> dict:
     """Replace the camera's masks with ``masks`` (validated first; on refusal nothing
     changes). Written to the audit log with the before and after counts."""
     from viis.registry.models import Camera
@@ -209,9 +212,9 @@ def replace(s: Session, camera_id: int, masks: Any, *, by: str, now_ms: int) -> 
     else:
         row.masks, row.updated_ms, row.updated_by = text, now_ms, by[:200]
     s.flush()
-    _audit(s, "privacy_masks.replace", actor=by, subject=f"camera {camera_id}",
+    _audit(s, "mask.replace", actor=by, subject=f"camera {camera_id}",
            details={"before": before, "after": len(polys),
-                    "labels": [p.label for p in polys]})
+                    "labels": [p.label for p in polys]}, clock=clock)
     log.info("privacy_masks_replaced", camera_id=camera_id, by=by, count=len(polys))
     return view(s, camera_id)
 
@@ -271,8 +274,9 @@ class MaskLifting:
                         asked_by_id=p.user_id, asked_ms=self.clock.wall_ms(), note="")
         s.add(lift)
         s.flush()
-        _audit(s, "mask_lift.ask", actor=f"user {p.user_id}", subject=f"R-{req.id}",
-               details={"lift_id": lift.id, "camera_id": camera_id})
+        _audit(s, "mask.lift", actor=f"{p.name} (user {p.user_id})", subject=f"R-{req.id}",
+               details={"lift_id": lift.id, "camera_id": camera_id, "reason": reason[:500]},
+               clock=self.clock)
         log.info("mask_lift_asked", lift_id=lift.id, request_id=req.id, camera_id=camera_id,
                  by=p.user_id)
         return lift
@@ -312,9 +316,10 @@ class MaskLifting:
         else:
             lift.status = "refused"
         s.flush()
-        _audit(s, f"mask_lift.{'approve' if approve else 'refuse'}", actor=f"user {p.user_id}",
-               subject=f"R-{req.id}", details={"lift_id": lift.id, "camera_id": lift.camera_id,
-                                               "expires_ms": lift.expires_ms})
+        _audit(s, f"mask.lift.{'approve' if approve else 'refuse'}",
+               actor=f"{p.name} (user {p.user_id})", subject=f"R-{req.id}",
+               details={"lift_id": lift.id, "camera_id": lift.camera_id,
+                        "expires_ms": lift.expires_ms}, clock=self.clock)
         log.info("mask_lift_decided", lift_id=lift.id, status=lift.status, by=p.user_id)
         return lift
 

@@ -130,4 +130,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     api.include_router(routes_compliance.router)  # each route names its action; tips are open
     routes_retrieval.install(api)  # retrieval routes, the register, the session scope hook
     routes_masks.install(api)  # privacy masks (Q9.2) and their two-person lifting
+    from viis.web import routes_evidence
+
+    routes_evidence.install(api)  # signed evidence packages of a retrieval session (Q24.1)
     return api

@@ -73,7 +73,7 @@ def put_masks(camera_id: int, body: MasksIn, request: Request,
         _camera(request, s, camera_id, p)
         return store.replace(s, camera_id, [m.model_dump() for m in body.masks],
                              by=p.name if p.user_id is None else f"{p.name} (user {p.user_id})",
-                             now_ms=app.clock.wall_ms())
+                             now_ms=app.clock.wall_ms(), clock=app.clock)
 
 
 def _lifting(request: Request) -> store.MaskLifting:
