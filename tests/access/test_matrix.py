@@ -100,6 +100,7 @@ EXPECT.update({
     ("POST", "/api/cameras/probe"): ADMINS,
     ("PUT", "/api/cameras/{camera_id}/signage"): ADMINS,
     ("GET", "/api/cameras/{camera_id}/signage"): ALL,
+    ("GET", "/api/cameras/location-types"): ALL,
 })
 # Privacy masks (Q9.2, N13.1): read by whoever may view some camera live and by the admins
 # who draw them; written by admins; lifting asked by retrieval staff, approved by a second,

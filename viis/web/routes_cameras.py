@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from viis.access.policy import may_see_camera
+from viis.core.clock import SHANGHAI, ms_to_datetime
 from viis.core.errors import NotFound, ValidationFailed
 from viis.media import probe as stream_probe
 from viis.registry.service import (
@@ -100,6 +101,22 @@ def probe_camera(body: ProbeIn) -> dict:
     """Test connection: codec, picture size and frame rate of a stream, before saving it. The
     answer never carries the password; a refused URL is a 422 saying why."""
     return stream_probe.probe(body.url, body.username, body.password).as_dict()
+
+
+@router.get("/location-types", dependencies=[Depends(allow("camera.read"))])
+def location_types(request: Request) -> list[dict]:
+    """The rule packs' vocabulary of places (the law is data, invariant 4): each with whether
+    a pack in force forbids a camera there (Q9.1, N8.1) and the articles that say so."""
+    app = _app(request)
+    today = ms_to_datetime(app.clock.wall_ms()).astimezone(SHANGHAI).date()
+    forbidden = app.rules.forbidden_locations(today)
+    titles: dict[str, str] = {}
+    for p in app.rules.in_force(today):
+        for lt in p.location_types:
+            titles.setdefault(lt.id, lt.title)
+    return [{"id": k, "title": titles.get(k, k), "forbidden": k in forbidden,
+             "articles": list(forbidden[k].articles) if k in forbidden else []}
+            for k in app.rules.location_vocabulary(today)]
 
 
 @router.put("/{camera_id}/signage", dependencies=[Depends(allow("camera.write"))])

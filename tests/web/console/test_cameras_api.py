@@ -180,3 +180,17 @@ def test_signage_for_an_unknown_camera_is_404_and_others_may_only_look(site):
     assert site.admin.put("/api/cameras/1/signage", content=_image("PNG")).status_code == 200
     assert c.get("/api/cameras/1/signage").status_code == 200
     assert _signage_rows(site) == 1
+
+
+def test_location_types_come_from_the_rule_packs_with_the_forbidding_articles(site):
+    """Invariant 4: the console's list of places is the packs' vocabulary; forbidden places
+    carry the articles (Q9.1, N8.1) a refusal will cite."""
+    r = site.admin.get("/api/cameras/location-types")
+    assert r.status_code == 200
+    types = {x["id"]: x for x in r.json()}
+    assert types["public_area"]["forbidden"] is False
+    assert types["hotel_guest_room"]["forbidden"] is True
+    assert "Q9.1" in types["hotel_guest_room"]["articles"]
+    refused = site.admin.patch("/api/cameras/1", json={"location_type": "hotel_guest_room"})
+    assert refused.status_code == 422
+    assert set(types["hotel_guest_room"]["articles"]) <= set(refused.json()["articles"])
