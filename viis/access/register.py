@@ -21,6 +21,7 @@ from viis.access.models import Organisation, User
 from viis.access.retrieval_models import RegisterEntry, RetrievalRequest, RetrievalSession
 from viis.core.clock import iso_utc
 from viis.core.db import Database
+from viis.integrity.audit import AuditLog
 
 MAX_PAGE = 1000
 
@@ -61,6 +62,13 @@ def record(s: Session, use: FootageUse) -> RegisterEntry:
         e.purpose = f"duty of {use.role} within clearance (Q19.1)"
     s.add(e)
     s.flush()
+    # the same decision in the tamper-evident log, in the same transaction: no entry, no footage
+    AuditLog(s).append("footage." + use.action if use.allowed else "footage.denied",
+                       actor=p.name if p else None, organisation=e.unit_name,
+                       subject=f"camera {use.camera_id}", at_ms=use.at_ms,
+                       details={"action": use.action, "from_ms": use.from_ms, "to_ms": use.to_ms,
+                                "register_id": e.id, "request_id": e.request_id,
+                                "session_id": e.session_id, "reason": use.reason[:500]})
     return e
 
 

@@ -34,6 +34,7 @@ from viis.access.retrieval_models import RetrievalRange, RetrievalRequest, Retri
 from viis.core.clock import Clock, iso_utc
 from viis.core.errors import NotFound, ValidationFailed
 from viis.core.logging import get_logger
+from viis.integrity.audit import AuditLog
 from viis.media.models import Hold
 from viis.media.retention import place_hold, release_hold
 from viis.registry.models import Camera
@@ -236,6 +237,11 @@ class RetrievalService:
             self._hold(s, req)
         s.flush()
         log.info("retrieval_filed", request_id=req.id, kind=kind, by=p.user_id)
+        AuditLog(s, self.clock).append(
+            "retrieval.file", actor=p, subject=f"R-{req.id}",
+            details={"kind": kind, "case_number": req.case_number, "emergency_active":
+                     kind == EMERGENCY, "ranges": [[r.camera_id, r.from_ms, r.to_ms]
+                                                   for r in ranges[:200]]})
         return req
 
     # --- reading -------------------------------------------------------------------------
@@ -320,6 +326,10 @@ class RetrievalService:
             self._hold(s, req)
         s.flush()
         log.info("retrieval_approved", request_id=req.id, by=p.user_id, after_the_fact=after_the_fact)
+        AuditLog(s, self.clock).append("retrieval.approve", actor=p, subject=f"R-{req.id}",
+                                       details={"kind": req.kind, "expires_ms": until,
+                                                "after_the_fact": after_the_fact,
+                                                "document_sha256": req.document_sha256})
         return req
 
     def refuse(self, s: Session, p: Principal, request_id: int, *, note: str) -> RetrievalRequest:
@@ -334,6 +344,8 @@ class RetrievalService:
         req.status, req.review_pending = "refused", False
         self._end(s, req, by=f"refused by user {p.user_id}", now=now)
         log.info("retrieval_refused", request_id=req.id, by=p.user_id)
+        AuditLog(s, self.clock).append("retrieval.refuse", actor=p, subject=f"R-{req.id}",
+                                       details={"kind": req.kind, "after_the_fact": after_the_fact})
         return req
 
     def close(self, s: Session, p: Principal, request_id: int) -> RetrievalRequest:
@@ -351,6 +363,8 @@ class RetrievalService:
         req.closed_by = f"{p.name} (user {p.user_id})"
         self._end(s, req, by=req.closed_by, now=now)
         log.info("retrieval_closed", request_id=req.id, by=p.user_id)
+        AuditLog(s, self.clock).append("retrieval.close", actor=p, subject=f"R-{req.id}",
+                                       details={"kind": req.kind})
         return req
 
     def _ranges(self, s: Session, req: RetrievalRequest) -> list[RetrievalRange]:
@@ -428,6 +442,9 @@ class RetrievalService:
         s.flush()
         log.info("retrieval_session_opened", request_id=req.id, session_id=sess.id,
                  users=[first.id, second.id])
+        AuditLog(s, self.clock).append("retrieval.session_open", actor=p, subject=f"R-{req.id}",
+                                       details={"session_id": sess.id,
+                                                "staff": [first.login, second.login]})
         return sess
 
     def close_session(self, s: Session, p: Principal, request_id: int,

@@ -27,6 +27,7 @@ from viis.core.db import Database
 from viis.core.errors import NotFound, ValidationFailed
 from viis.core.logging import get_logger
 from viis.core.metrics import segments_removed
+from viis.integrity.audit import AuditLog
 from viis.media.models import Hold, Segment
 from viis.registry.models import Camera
 
@@ -51,6 +52,9 @@ def place_hold(s: Session, *, camera_id: int | None, start_ms: int, end_ms: int,
                 owner=owner.strip(), legal_basis=legal_basis.strip(), created_ms=now_ms)
     s.add(hold)
     s.flush()
+    AuditLog(s).append("hold.create", actor=hold.owner, subject=f"hold {hold.id}", at_ms=now_ms,
+                       details={"camera_id": camera_id, "start_ms": start_ms, "end_ms": end_ms,
+                                "reason": hold.reason, "legal_basis": hold.legal_basis})
     return hold
 
 
@@ -62,6 +66,9 @@ def release_hold(s: Session, hold_id: int, *, by: str, now_ms: int) -> Hold:
         raise ValidationFailed(f"hold {hold_id} was released already at {iso_utc(hold.released_ms)}")
     hold.released_ms, hold.released_by = now_ms, by
     s.flush()
+    AuditLog(s).append("hold.release", actor=by, subject=f"hold {hold.id}", at_ms=now_ms,
+                       details={"camera_id": hold.camera_id, "start_ms": hold.start_ms,
+                                "end_ms": hold.end_ms})
     return hold
 
 

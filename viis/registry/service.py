@@ -20,6 +20,7 @@ from viis.compliance.rulepack import RuleBook
 from viis.core.clock import SHANGHAI, Clock, ms_to_datetime
 from viis.core.errors import NotFound, ValidationFailed
 from viis.core.ids import new_uid
+from viis.integrity.audit import AuditLog
 from viis.registry.models import Camera, SignagePhoto
 
 URL_SCHEMES = ("rtsp", "rtsps", "file")
@@ -158,7 +159,8 @@ class CameraService:
                                    field="retention_basis")
         return text.strip()
 
-    def add(self, s: Session, data: CameraInput) -> Camera:
+    def add(self, s: Session, data: CameraInput, *, actor: Any = None) -> Camera:
+        """``actor`` (a Principal or login) is recorded in the audit log with the change."""
         values = self._validate(data)
         if s.scalar(select(Camera.id).where(Camera.name == values["name"])) is not None:
             raise ValidationFailed(f"a camera named {values['name']!r} exists already", field="name")
@@ -166,9 +168,12 @@ class CameraService:
         cam = Camera(uid=new_uid(), created_ms=now, updated_ms=now, **values)
         s.add(cam)
         s.flush()
+        AuditLog(s, self.clock).append("camera.create", actor=actor, subject=f"camera {cam.id}",
+                                       details={"uid": cam.uid, **_audit_fields(values)})
         return cam
 
-    def update(self, s: Session, camera_id: int, changes: dict[str, Any]) -> Camera:
+    def update(self, s: Session, camera_id: int, changes: dict[str, Any], *,
+               actor: Any = None) -> Camera:
         cam = self.get(s, camera_id)
         unknown = set(changes) - set(CameraInput.__dataclass_fields__)
         if unknown:
@@ -184,10 +189,22 @@ class CameraService:
         values = self._validate(current)
         if values["name"] != cam.name and s.scalar(select(Camera.id).where(Camera.name == values["name"])):
             raise ValidationFailed(f"a camera named {values['name']!r} exists already", field="name")
+        old = {k: getattr(cam, k) for k in values}
+        before = _audit_fields(old)
         for k, v in values.items():
             setattr(cam, k, v)
         cam.updated_ms = self.clock.wall_ms()
         s.flush()
+        after = _audit_fields(values)
+        diff = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        diff.update({k: "changed" for k in ("username", "password") if old[k] != values[k]})
+        audit = AuditLog(s, self.clock)
+        audit.append("camera.update", actor=actor, subject=f"camera {cam.id}",
+                     details={"changed": diff})
+        if {"retention_days", "retention_basis"} & set(diff):  # N17.1: searchable on its own
+            audit.append("retention.change", actor=actor, subject=f"camera {cam.id}",
+                         details={k: diff[k] for k in ("retention_days", "retention_basis")
+                                  if k in diff})
         return cam
 
     def get(self, s: Session, camera_id: int) -> Camera:
@@ -201,6 +218,13 @@ class CameraService:
         if enabled_only:
             q = q.where(Camera.enabled.is_(True))
         return list(s.scalars(q))
+
+
+def _audit_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """Camera fields as the audit log records them: credentials only as 'set' or not."""
+    out = {k: v for k, v in values.items() if k not in ("username", "password")}
+    out["credentials"] = "set" if values.get("username") or values.get("password") else "none"
+    return out
 
 
 def public_view(cam: Camera) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def list_cameras(request: Request) -> list[dict]:
 def add_camera(body: CameraIn, request: Request) -> dict:
     app = _app(request)
     with app.db.session() as s:
-        cam = app.cameras.add(s, CameraInput(**body.model_dump()))
+        cam = app.cameras.add(s, CameraInput(**body.model_dump()), actor=principal(request))
         view = public_view(cam)
     rec = request.app.state.recorder
     if rec:
@@ -177,7 +177,8 @@ def patch_camera(camera_id: int, body: CameraPatch, request: Request) -> dict:
     app = _app(request)
     changes = body.model_dump(exclude_unset=True)
     with app.db.session() as s:
-        view = public_view(app.cameras.update(s, camera_id, changes))
+        view = public_view(app.cameras.update(s, camera_id, changes,
+                                                  actor=principal(request)))
     rec = request.app.state.recorder
     if rec:
         rec.reload()
