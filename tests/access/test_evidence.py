@@ -324,3 +324,42 @@ def test_an_approved_mask_lift_exports_the_picture_and_says_so(ev):
     y = frames(got["path"], item["file"])[0]
     h, w = y.shape
     assert y[int(0.1 * h) + 4:int(0.5 * h) - 4, int(0.1 * w) + 4:int(0.4 * w) - 4].std() > 10
+
+
+def test_viis_export_fetches_a_package_from_the_running_server(ev, tmp_path, capsys):
+    """The CLI is a client of the real HTTP server: same door, same register, progress."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(ev.site.api, host="127.0.0.1", port=port,
+                                           access_log=False, log_config=None, lifespan="off"))
+    server.install_signal_handlers = lambda: None
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        token = tmp_path / "token"
+        token.write_text(ev.w.c("inv1").headers["Authorization"].split()[1])
+        out = tmp_path / "pkg.zip"
+        code = viis(["export", str(ev.rid), str(ev.sid), "--url", f"http://127.0.0.1:{port}",
+                     "--token-file", str(token), "--out", str(out), "--no-watermark"])
+        got = capsys.readouterr()
+        assert code == 0, got.err
+        assert "done" in got.err and str(out) in got.out
+        code, text = verify_cli(out, ev.public_key(), capsys)
+        assert code == 0, text
+        # a refusal is reported with the server's reason, exit 1
+        token.write_text(ev.w.c("inv4").headers["Authorization"].split()[1])
+        assert viis(["export", str(ev.rid), str(ev.sid), "--url", f"http://127.0.0.1:{port}",
+                     "--token-file", str(token)]) == 1
+        assert "refused (404)" in capsys.readouterr().err
+    finally:
+        server.should_exit = True
+        thread.join(30)
