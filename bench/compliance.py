@@ -75,11 +75,49 @@ def unit(rng: random.Random, n: int, uid: str) -> dict:
                          "duty": {"log_kept": True, "staff": staff, "shifts": shifts}, "retrievals": retr}}
 
 
+def live_unit(book: RuleBook, n: int) -> float:
+    """A unit of ``n`` cameras in a fresh SQLite register: the time to build its snapshot from
+    the database (viis.compliance.live) and evaluate it, as `viis compliance evaluate --live`."""
+    import tempfile
+
+    from viis.compliance import register
+    from viis.compliance.live import snapshot_from_db
+    from viis.core.db import Database
+    from viis.registry.models import Camera
+
+    with tempfile.TemporaryDirectory() as d:
+        db = Database(f"sqlite:///{d}/viis.db")
+        db.migrate()
+        now = 1_772_323_200_000   # 2026-03-01T00:00Z
+        with db.session() as s:
+            register.add_unit(s, code="u", name="unit", use="business", now_ms=now)
+            register.add_site(s, book, unit_code="u", code="s", name="site",
+                              categories=["qingdao-2020:commerce_education_health_culture"], today=ON, now_ms=now)
+            register.add_system(s, site_code="s", code="y", name="sys", purpose="security", storage_days=30,
+                                accepted_on=date(2025, 6, 1), in_use_on=date(2025, 6, 1), now_ms=now)
+            s.add_all(Camera(uid=f"c{i:05d}", name=f"cam {i}", main_url=f"rtsp://127.0.0.1/{i}", retention_days=30,
+                             created_ms=now, updated_ms=now) for i in range(n))
+            s.flush()
+            ids = list(s.scalars(__import__("sqlalchemy").select(Camera.id)))
+        with db.session() as s:
+            for cid in ids:
+                register.link_camera(s, camera_id=cid, system_code="y", public_place=False, now_ms=now)
+        t0 = time.perf_counter()
+        with db.session() as s:
+            snap = snapshot_from_db(s, "u", now)
+        from viis.compliance.snapshot import parse
+        Evaluator(book, ON).evaluate(parse(snap))
+        took = time.perf_counter() - t0
+        db.dispose()
+        return took
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cameras", type=int, default=200_000, help="bureau cameras")
     ap.add_argument("--units", type=int, default=10_000, help="bureau units")
     ap.add_argument("--unit-cameras", type=int, default=1000)
+    ap.add_argument("--no-live", action="store_true", help="skip the live-database measurement")
     ap.add_argument("--out", default=str(ROOT / "bench/results/compliance.json"))
     a = ap.parse_args()
     rng = random.Random(20260301)
@@ -102,10 +140,18 @@ def main() -> int:
     print(f"bureau: {a.units} units, {per * a.units} cameras, {sum(map(len, texts))} bytes, "
           f"{total} findings in {bureau_s:.2f} s")
 
+    live = None if a.no_live else live_unit(book, a.unit_cameras)
+    if live is not None:
+        print(f"live: {a.unit_cameras} cameras from the database (snapshot_from_db + parse + evaluate) "
+              f"in {live:.3f} s; {live / unit_s:.1f}x the file path measured above")
+
     res = {"unit_1000_s": round(unit_s, 4), "unit_cameras": a.unit_cameras, "unit_findings": len(findings),
            "bureau_200k_s": round(bureau_s, 3), "bureau_units": a.units, "bureau_cameras": per * a.units,
            "bureau_findings": total, "on": ON.isoformat(), "timed": "snapshot.loads + evaluate",
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    if live is not None:
+        res |= {"live_1000_s": round(live, 4), "live_vs_file_ratio": round(live / unit_s, 2),
+                "live_timed": "snapshot_from_db (SQLite) + parse + evaluate; baseline: unit_1000_s"}
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res))
     return 0
