@@ -123,6 +123,18 @@ EXPECT.update({
     ("GET", "/api/retrievals/{request_id}/sessions/{session_id}/exports/{job_id}/package.zip"):
         FILERS,
 })
+# Health wall and fault tickets (Q19.3, Q19.6): those who watch and inspect read it; the
+# maintainer and the unit's administrators work the tickets.
+TICKET_WORK = {"maintainer", "unit_admin", "platform_admin", "bootstrap"}
+EXPECT.update({
+    ("GET", "/api/health/cameras"): HEALTH | {"operator_on_duty"},
+    ("GET", "/api/health/cameras/{camera_id}/history"): HEALTH | {"operator_on_duty"},
+    ("GET", "/api/health/tickets"): HEALTH | {"operator_on_duty"},
+    ("POST", "/api/health/tickets/{ticket_id}/ack"): TICKET_WORK,
+    ("POST", "/api/health/tickets/{ticket_id}/repair"): TICKET_WORK,
+    ("POST", "/api/health/tickets/{ticket_id}/emergency"): TICKET_WORK,
+    ("POST", "/api/health/tickets/{ticket_id}/close"): TICKET_WORK,
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 
@@ -130,7 +142,7 @@ QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
 def url(path: str) -> str:
     p = path.replace("{camera_id}", "1").replace("{hold_id}", "1").replace("{user_id}", "1") \
         .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1") \
-        .replace("{lift_id}", "1").replace("{job_id}", "1")
+        .replace("{lift_id}", "1").replace("{job_id}", "1").replace("{ticket_id}", "1")
     return p + QUERY.get(p.rsplit("/", 1)[-1], "")
 
 

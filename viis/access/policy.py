@@ -106,6 +106,10 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "verify": frozenset({UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),
     "capacity": frozenset({UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),
     "faults": frozenset({OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),  # Q19.3
+    # The health wall and fault tickets (Q19.3, Q19.6): who watches and inspects reads it;
+    # the maintainer and the unit's administrators work the tickets (ack, repair, emergency).
+    "health.read": frozenset({OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),
+    "ticket.work": frozenset({MAINTAINER, UNIT_ADMIN, PLATFORM_ADMIN}),
     "retention.report": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
     "user.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
     "user.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),

@@ -129,6 +129,9 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     api.include_router(routes_access.router)
     api.include_router(routes_compliance.router)  # each route names its action; tips are open
     routes_retrieval.install(api)  # retrieval routes, the register, the session scope hook
+    from viis.web import routes_health
+
+    api.include_router(routes_health.router)  # health wall and fault tickets (Q19.3, Q19.6)
     routes_masks.install(api)  # privacy masks (Q9.2) and their two-person lifting
     from viis.web import routes_evidence
 
