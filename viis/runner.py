@@ -123,11 +123,16 @@ class Health:
             return cycle_ms if camera_id in simulated else None
 
         rule = PersistenceRule(n=h.persist_n, m=h.persist_m, min_s=h.persist_s, clear_n=h.clear_n)
-        self.monitor = HealthMonitor(app, recorder, interval_s=h.interval_s, rule=rule, roi=roi)
-        self.clock = ClockWatch.attach(app, recorder, self.monitor,
+        self.monitor = HealthMonitor(app, recorder, interval_s=h.interval_s, rule=rule, roi=roi,
+                                     loss_s=h.signal_loss_s)
+        self.clock = ClockWatch.attach(app, recorder, self.monitor, record_s=h.clock_record_s,
                                        timecode_cycle=cycle if cycle_ms else None)
+        from viis.health.checks import PeriodicChecks  # signal loss, storage quality (Q19.6)
+
+        self.checks = PeriodicChecks(app, self.monitor).start()
 
     def close(self) -> None:
+        self.checks.stop()
         self.monitor.close()
         self.desk.stop()
         self.notifier.close()
@@ -146,6 +151,7 @@ async def serve(app: App) -> None:
     health = Health(app, recorder, fleet.cycle_ms if fleet else None) \
         if app.settings.health.enabled else None
     api = create_app(app, recorder)
+    api.state.health_monitor = health.monitor if health is not None else None  # health wall
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
                                            log_config=None, lifespan="off"))
