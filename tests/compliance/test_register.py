@@ -179,6 +179,10 @@ def test_unknown_ids_and_malformed_json(tmp_path, db, clock):
     r = ua.post("/api/compliance/units", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert ua.post("/api/compliance/units", json=UNIT).status_code == 422   # the code exists already
+    big = json.dumps(dict(UNIT, code="big", address="x" * 1_000_001))
+    assert ua.post("/api/compliance/units", content=big, headers={"content-type": "application/json"}).status_code == 413
+    assert ua.post("/api/compliance/units", json=dict(UNIT, code="big", address="x" * 4001)).status_code == 422
+    assert [u["code"] for u in ua.get("/api/compliance/units").json()] == ["harbour"]
     assert ua.patch("/api/compliance/sites/main", json={"categories": ["national-2025:nope"]}).status_code == 422
     assert ua.patch("/api/compliance/systems/cctv", json={"code": "new"}).status_code == 422
 
