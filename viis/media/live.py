@@ -5,8 +5,10 @@ The recorder is the only client of a camera. Its packet tap
 (:meth:`viis.media.recorder.Recorder.add_packet_tap`) hands every video access unit to
 :class:`LiveHub` on the event loop; for a camera somebody watches, the hub turns each access
 unit into ONE ``moof``+``mdat`` fragment (stream copy, no transcoding; the box builders of
-:mod:`viis.media.mp4_format`), built once and shared by every viewer of that camera. A
-camera nobody watches costs one dictionary lookup per frame.
+:mod:`viis.media.mp4_format`), built once and shared by every viewer of that camera. For
+every camera the hub keeps its current group of pictures as received (references to the
+units, within a per-camera and a hub-wide byte budget), so a tile opens at once; a camera
+nobody watches costs no fragment building.
 
 A viewer (:class:`Viewer`) receives the init segment and then fragments starting at a
 keyframe, so its decoder can start at once. Each viewer has a byte budget: when a slow
@@ -15,7 +17,7 @@ viewer's queue passes it, the queue is dropped and the viewer resumes at the nex
 not held back. When the camera's session ends every viewer is told (``lost``), and when the
 stream returns with other parameters a new init segment starts a new epoch.
 
-A camera with a sub stream (``sub_url``) is watched through it: :class:`SubStreams` opens
+A camera with a sub stream (``sub_url``) is watched through it: :class:`SubStream` opens
 one RTSP session per camera while somebody watches, fed into the same hub; the main stream
 stays the recorder's alone. Design and measurements: ``docs/design/console.md``.
 """
@@ -41,7 +43,8 @@ MAX_QUEUED_BYTES = 4 * 1024 * 1024
 MAX_QUEUED_FRAGMENTS = 50
 MAX_VIEWERS_PER_CAMERA = 64
 MAX_GOP_FRAMES = 300
-WARM_S = 600.0  # keep the current GOP of a camera watched this recently (fast re-open)
+SUB_LINGER_S = 15.0  # a sub stream nobody watches is closed after this
+MAX_WARM_BYTES = 256 * 1024 * 1024  # raw GOPs kept across all cameras (fast tile open)
 MAX_STEP_S = 10  # a timestamp step beyond this (or backwards) is a discontinuity
 
 
@@ -67,6 +70,7 @@ class Viewer:
     """One live view session: a bounded queue of messages for one socket."""
 
     camera_id: int
+    key: object = None  # the hub key: camera id (main stream) or ("sub", id)
     queue: collections.deque = field(default_factory=collections.deque)
     queued_bytes: int = 0
     epoch: int = -1            # the epoch whose init segment this viewer has
@@ -88,13 +92,14 @@ class Viewer:
         self.wake.set()
 
     def drop(self) -> None:
-        """Too far behind: forget what is queued (except control messages), resume at the
-        next keyframe."""
-        kept = [m for m in self.queue if isinstance(m, dict)]
+        """Too far behind: forget what is queued (except clock answers), resume at the next
+        keyframe with the init segment again."""
+        kept = [m for m in self.queue if isinstance(m, dict) and m.get("type") == "time"]
         self.queue.clear()
         self.queue.extend(kept)
         self.queued_bytes = 0
         self.waiting_key = True
+        self.epoch = -1  # the init segment may have been in what was dropped: send it again
         self.drops += 1
 
     async def next(self) -> bytes | dict | None:
@@ -114,8 +119,17 @@ class Viewer:
         self.wake.set()
 
 
+class Budget:
+    """Bytes of raw GOPs kept across all cameras, so that a wall of many cameras opens at
+    once without the hub's memory growing with the number of cameras."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class CameraLive:
-    def __init__(self, camera_id: int) -> None:
+    def __init__(self, camera_id: int, budget: Budget | None = None) -> None:
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
         self.epoch: Epoch | None = None
@@ -123,10 +137,12 @@ class CameraLive:
         self.frames = 0
         self.live = False  # a session is delivering frames
         self.codec: str | None = None
-        self.gop: list[bytes] = []
+        # The current group of pictures as received (decode time, duration, NAL units, key):
+        # a new viewer gets it at once; fragments are built only for viewers.
+        self.gop: list[tuple[int, int, list, bool, int]] = []
         self.gop_bytes = 0
         self.gop_ok = True
-        self.idle_since = time.monotonic()  # when the last viewer left
+        self.budget = budget or Budget(MAX_QUEUED_BYTES)
 
     # -- fed by the recorder (event loop) ------------------------------------------------
     def on_unit(self, codec: str, clock_rate: int, unit: AccessUnit | None,
@@ -145,31 +161,50 @@ class CameraLive:
             ep.last_duration = d
         ep.last_ts = unit.ts
         self.live = True
-        if not self.viewers and unit.mono - self.idle_since > WARM_S:
-            self.gop.clear()  # cold: nobody watched lately; a new viewer waits for a keyframe
+        dts = unit.ts - ep.first_ts
+        self._keep(dts, ep.last_duration, unit.data, unit.key, unit.size, unit.wall_ms)
+        if not self.viewers:
             return
-        ep.seq += 1
-        run = TrackRun(TRACK_ID, unit.ts - ep.first_ts)
-        run.add(unit.data, ep.last_duration, unit.key)
-        frag = b"".join(build_fragment(ep.seq, [run]))
+        frag = self._fragment(ep, dts, ep.last_duration, unit.data, unit.key)
+        sync = self._sync(ep, dts, unit.wall_ms) if unit.key else None
         self.frames += 1
-        self._keep(frag, unit.key)
         for v in self.viewers:
-            self._offer(v, ep, frag, unit.key)
+            self._offer(v, ep, frag, sync)
 
-    def _keep(self, frag: bytes, key: bool) -> None:
-        """The current group of pictures, so that a new viewer starts at once."""
+    @staticmethod
+    def _sync(ep: Epoch, dts: int, wall_ms: int) -> dict:
+        """Sent before each keyframe: the media time of that keyframe and when the server
+        received it, so the player knows how old what it is about to show is (and skips
+        to a fresher keyframe when a backlog built up anywhere on the way)."""
+        return {"type": "key", "t": dts / ep.track.timescale, "wall_ms": wall_ms}
+
+    @staticmethod
+    def _fragment(ep: Epoch, dts: int, duration: int, data, key: bool) -> bytes:
+        ep.seq += 1
+        run = TrackRun(TRACK_ID, dts)
+        run.add(data, duration, key)
+        return b"".join(build_fragment(ep.seq, [run]))
+
+    def _forget(self) -> None:
+        self.budget.used -= self.gop_bytes
+        self.gop.clear()
+        self.gop_bytes = 0
+
+    def _keep(self, dts: int, duration: int, data, key: bool, size: int, wall_ms: int) -> None:
+        """The current group of pictures, within this camera's and the hub's budget."""
         if key:
-            self.gop.clear()
-            self.gop_bytes = 0
+            self._forget()
             self.gop_ok = True
         if not self.gop_ok:
             return
-        self.gop.append(frag)
-        self.gop_bytes += len(frag)
-        if self.gop_bytes > MAX_QUEUED_BYTES or len(self.gop) > MAX_GOP_FRAMES:
-            self.gop.clear()
-            self.gop_ok = False  # a very long GOP: new viewers wait for the next keyframe
+        if self.gop_bytes + size > MAX_QUEUED_BYTES or len(self.gop) >= MAX_GOP_FRAMES \
+                or self.budget.used + size > self.budget.limit:
+            self._forget()
+            self.gop_ok = False  # too long or no room: new viewers wait for a keyframe
+            return
+        self.gop.append((dts, duration, data, key, wall_ms))
+        self.gop_bytes += size
+        self.budget.used += size
 
     def start(self, v: Viewer) -> None:
         """A new viewer: the init segment and the group of pictures so far, when there is
@@ -178,8 +213,10 @@ class CameraLive:
         if ep is None or not self.gop:
             return
         self._init(v, ep)
-        for frag in self.gop:
-            v.push(frag)
+        for dts, duration, data, key, wall_ms in self.gop:
+            if key:
+                v.push(self._sync(ep, dts, wall_ms))
+            v.push(self._fragment(ep, dts, duration, data, key))
         v.waiting_key = False
 
     def _init(self, v: Viewer, ep: Epoch) -> None:
@@ -208,7 +245,8 @@ class CameraLive:
         self.epoch.last_duration = track.default_duration()
         return self.epoch
 
-    def _offer(self, v: Viewer, ep: Epoch, frag: bytes, key: bool) -> None:
+    def _offer(self, v: Viewer, ep: Epoch, frag: bytes, sync: dict | None) -> None:
+        key = sync is not None
         if v.waiting_key:
             if not key:
                 return
@@ -220,6 +258,8 @@ class CameraLive:
             if not key:
                 return
             v.waiting_key = False
+        if sync is not None:
+            v.push(sync)
         v.push(frag)
         v.sent_fragments += 1
 
@@ -231,7 +271,7 @@ class CameraLive:
                 v.epoch = -1
         self.live = False
         self.epoch = None
-        self.gop.clear()
+        self._forget()
 
 
 def _is_sps(nal: bytes, codec: str) -> bool:
@@ -240,32 +280,117 @@ def _is_sps(nal: bytes, codec: str) -> bool:
     return (nal[0] & 0x1F) == 7 if codec == "h264" else ((nal[0] >> 1) & 0x3F) == 33
 
 
+class SubStream:
+    """The sub stream of one camera, opened while somebody watches it live (one RTSP
+    session per camera whatever the number of viewers), with the recorder's connection
+    settings and backoff. Its access units feed the camera's sub-stream :class:`CameraLive`."""
+
+    def __init__(self, hub: LiveHub, camera_id: int, url: str, username: str | None,
+                 password: str | None) -> None:
+        self.hub, self.camera_id = hub, camera_id
+        self.url, self.username, self.password = url, username, password
+        self.cam = hub.cameras.setdefault(("sub", camera_id), CameraLive(camera_id, hub.budget))
+        self.session = None
+        self.vi: int | None = None
+        self.codec = ""
+        self.rate = 90000
+        self.task: asyncio.Task | None = None
+        self.stop_at: float | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run(),
+                                                           name=f"live-sub-{self.camera_id}")
+
+    async def run(self) -> None:
+        from viis.media import rtsp
+        from viis.registry.service import connect_url
+
+        st = self.hub.settings
+        backoff = st.reconnect_min_s if st else 1.0
+        while True:
+            sess = rtsp.RtspSession(
+                connect_url(self.url, None, None), username=self.username,
+                password=self.password, timeout=st.connect_timeout_s if st else 10.0,
+                stall_timeout=st.stall_timeout_s if st else 10.0,
+                media=lambda m: m.kind == "video" and m.codec in ("h264", "h265"),
+                on_unit=self._on_unit, wall_clock=self.hub.wall_ms)
+            self.session = sess
+            try:
+                await sess.start()
+                video = next(x for x in sess.streams if x.media.kind == "video")
+                self.vi, self.codec, self.rate = video.index, video.media.codec, video.clock_rate
+                backoff = st.reconnect_min_s if st else 1.0
+                await sess.wait_closed()
+            except asyncio.CancelledError:
+                await sess.close()
+                raise
+            except Exception as e:  # noqa: BLE001 - every failure: tell viewers, retry
+                log.warning("live_sub_stream_failed", camera_id=self.camera_id, error=str(e)[:200])
+            finally:
+                self.session = None
+            await sess.close()
+            self.cam.on_unit(self.codec, self.rate, None, [])
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, st.reconnect_max_s if st else 30.0)
+
+    def _on_unit(self, unit: AccessUnit) -> None:
+        if unit.stream != self.vi or self.session is None:
+            return
+        params = list(self.session.streams[self.vi].parameter_sets.values()) if unit.key else []
+        self.cam.on_unit(self.codec, self.rate, unit, params)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 class LiveHub:
     """Every camera's live state in this process. Attach to a recorder with
-    :meth:`attach`; the web layer calls :meth:`join`/:meth:`leave` per view session."""
+    :meth:`attach`; the web layer calls :meth:`join`/:meth:`leave` per view session.
+    Keys of :attr:`cameras`: the camera id (main stream, fed by the recorder) or
+    ``("sub", id)`` (its sub stream, fed by a :class:`SubStream`)."""
 
-    def __init__(self) -> None:
-        self.cameras: dict[int, CameraLive] = {}
+    def __init__(self, settings=None, wall_ms: Callable[[], int] | None = None) -> None:
+        self.cameras: dict = {}
+        self.subs: dict[int, SubStream] = {}
+        self.budget = Budget(MAX_WARM_BYTES)
+        self.settings = settings  # RecorderSettings: timeouts and backoff for sub streams
+        self.wall_ms = wall_ms or (lambda: int(time.time() * 1000))
         self.on_watch: Callable[[int, int], None] | None = None  # (camera_id, viewers)
 
     @classmethod
     def attach(cls, recorder) -> LiveHub:
-        hub = cls()
+        hub = cls(recorder.app.settings.recorder, recorder.clock.wall_ms)
         recorder.add_packet_tap(hub.on_unit)
         return hub
 
     def on_unit(self, camera_id: int, codec: str, clock_rate: int, unit: AccessUnit | None,
                 params: list[bytes]) -> None:
         cam = self.cameras.get(camera_id)
-        if cam is not None:  # None: nobody watched it since start, nothing to do
-            cam.on_unit(codec, clock_rate, unit, params)
+        if cam is None:
+            if unit is None or not unit.key:
+                return
+            cam = self.cameras[camera_id] = CameraLive(camera_id, self.budget)
+        cam.on_unit(codec, clock_rate, unit, params)
 
-    def join(self, camera_id: int) -> Viewer:
-        cam = self.cameras.setdefault(camera_id, CameraLive(camera_id))
+    def join(self, camera_id: int, sub: tuple[str, str | None, str | None] | None = None) -> Viewer:
+        """A new viewer of ``camera_id``; ``sub`` = (url, username, password) of its sub
+        stream, which is then watched instead of the main stream. Call on the event loop."""
+        key = ("sub", camera_id) if sub else camera_id
+        cam = self.cameras.setdefault(key, CameraLive(camera_id, self.budget))
         if len(cam.viewers) >= MAX_VIEWERS_PER_CAMERA:
             raise OverflowError(f"camera {camera_id} already has {MAX_VIEWERS_PER_CAMERA} "
                                 "live viewers")
-        v = Viewer(camera_id)
+        if sub:
+            ss = self.subs.get(camera_id)
+            if ss is not None and (ss.url, ss.username, ss.password) != sub:
+                ss.stop()  # the camera's sub stream settings changed
+                ss = None
+            if ss is None:
+                ss = self.subs[camera_id] = SubStream(self, camera_id, *sub)
+                ss.start()
+            ss.stop_at = None
+        v = Viewer(camera_id, key=key)
         cam.viewers.add(v)
         cam.start(v)
         if self.on_watch:
@@ -274,14 +399,35 @@ class LiveHub:
 
     def leave(self, v: Viewer) -> None:
         v.close()
-        cam = self.cameras.get(v.camera_id)
-        if cam is not None:
-            cam.viewers.discard(v)
-            if not cam.viewers:
-                cam.idle_since = time.monotonic()
-            if self.on_watch:
-                self.on_watch(v.camera_id, len(cam.viewers))
+        cam = self.cameras.get(v.key)
+        if cam is None:
+            return
+        cam.viewers.discard(v)
+        if not cam.viewers:
+            ss = self.subs.get(v.camera_id) if v.key != v.camera_id else None
+            if ss is not None:  # keep it a little: a wall re-layout re-opens at once
+                ss.stop_at = time.monotonic() + SUB_LINGER_S
+                asyncio.get_running_loop().call_later(SUB_LINGER_S + 0.1, self._reap, v.camera_id)
+        if self.on_watch:
+            self.on_watch(v.camera_id, len(cam.viewers))
 
-    def viewers(self, camera_id: int) -> int:
-        cam = self.cameras.get(camera_id)
+    def _reap(self, camera_id: int) -> None:
+        ss = self.subs.get(camera_id)
+        if ss is not None and ss.stop_at is not None and time.monotonic() >= ss.stop_at:
+            ss.stop()
+            del self.subs[camera_id]
+
+    async def close(self) -> None:
+        """Stop the sub-stream sessions and end every view (shutdown)."""
+        for ss in list(self.subs.values()):
+            ss.stop()
+        await asyncio.gather(*(ss.task for ss in self.subs.values() if ss.task),
+                             return_exceptions=True)
+        self.subs.clear()
+        for cam in self.cameras.values():
+            for v in list(cam.viewers):
+                v.close()
+
+    def viewers(self, camera_id: int, sub: bool = False) -> int:
+        cam = self.cameras.get(("sub", camera_id) if sub else camera_id)
         return len(cam.viewers) if cam else 0

@@ -7,7 +7,11 @@ which writes ONE register entry per view session (not per frame; Q19.1, N16.1). 
 behind the socket is checked again every ``RECHECK_S`` seconds, so signing out or an
 administrator's revocation ends a view that is open.
 
-Protocol. Server → client, text (JSON): ``{"type": "hello", "camera_id", "server_ms"}``;
+A camera with a sub stream (``sub_url``) is shown from it (lighter for a 16-tile wall),
+opened by the hub once per camera while watched (:class:`viis.media.live.SubStream`).
+
+Protocol. Server → client, text (JSON): ``{"type": "hello", "camera_id", "stream": "main"
+or "sub", "server_ms"}``;
 ``{"type": "init", "codec", "mime", "width", "height"}`` followed by one binary message
 (the init segment); then binary messages, one fragment (one frame) each, the first starting
 at a keyframe; ``{"type": "lost"}`` when the camera's stream ended (a new ``init`` follows
@@ -73,15 +77,17 @@ async def live(websocket: WebSocket, camera_id: int) -> None:
         await websocket.close(code=4403, reason="change your password first")
         return
 
-    def open_session() -> None:
+    def open_session():
+        """The door; then the camera's sub stream (url, user, password), if it has one."""
         with app.db.session() as s:
             cam = app.cameras.get(s, camera_id)
             authorize_footage(p, "live", camera_id, security_level=cam.security_level,
                               scope=footage_scope(websocket, p),  # type: ignore[arg-type]
                               now_ms=app.clock.wall_ms())
+            return (cam.sub_url, cam.username, cam.password) if cam.sub_url else None
 
     try:
-        await run_in_threadpool(open_session)
+        sub = await run_in_threadpool(open_session)
     except Forbidden as e:
         await websocket.close(code=4403, reason=_reason(str(e)))
         return
@@ -92,12 +98,13 @@ async def live(websocket: WebSocket, camera_id: int) -> None:
         await websocket.close(code=4503, reason="live view needs the recorder (viis run)")
         return
     try:
-        viewer = hub.join(camera_id)
+        viewer = hub.join(camera_id, sub)
     except OverflowError as e:
         await websocket.close(code=4429, reason=_reason(str(e)))
         return
     log.info("live_view_open", camera_id=camera_id, who=p.name)
     await websocket.send_text(json.dumps({"type": "hello", "camera_id": camera_id,
+                                          "stream": "sub" if sub else "main",
                                           "server_ms": app.clock.wall_ms()}))
     receiver = asyncio.create_task(_receive(websocket, app, viewer))
     checker = asyncio.create_task(_recheck(websocket))
@@ -137,9 +144,12 @@ async def _receive(websocket: WebSocket, app, viewer) -> None:
     socket); returns when the client goes away."""
     try:
         while True:
-            raw = await websocket.receive_text()
-            if len(raw) > MAX_MESSAGE:
-                continue
+            msg = await websocket.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            raw = msg.get("text")
+            if raw is None or len(raw) > MAX_MESSAGE:
+                continue  # binary or oversized: ignored
             try:
                 msg = json.loads(raw)
             except json.JSONDecodeError:
@@ -147,7 +157,7 @@ async def _receive(websocket: WebSocket, app, viewer) -> None:
             t0 = msg.get("t0") if isinstance(msg, dict) and msg.get("op") == "time" else None
             if isinstance(t0, int | float) and not isinstance(t0, bool) and abs(t0) < 1e15:
                 viewer.push_urgent({"type": "time", "t0": t0, "server_ms": app.clock.wall_ms()})
-    except (WebSocketDisconnect, RuntimeError, ConnectionError, KeyError):
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
         return
 
 

@@ -148,10 +148,20 @@ export class MaskOverlay {
   }
 }
 
-const MAX_LAG_S = 1.2;      // further behind the newest frame than this: jump to it
+const MAX_LAG_S = 1.2;      // further behind than this: skip to the next keyframe
+const MAX_AGE_S = 1.0;      // a keyframe older than this on arrival is skipped
 const CATCH_UP_LAG_S = 0.3; // behind by more than this: play a little faster
 const STALL_MS = 4000;      // no frame for this long: the socket is presumed dead
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
+
+/** Whether a live fragment (one moof+mdat from viis/media/live.py) starts with a keyframe:
+ *  its tfhd (at byte 32, after moof and mfhd headers) carries default sample flags (0x20)
+ *  only when every sample is a sync sample. */
+export function isKeyFragment(buf) {
+  const b = new Uint8Array(buf, 0, Math.min(44, buf.byteLength));
+  return b.length === 44 && b[36] === 0x74 && b[37] === 0x66 && b[38] === 0x68 &&
+    b[39] === 0x64 && (b[43] & 0x20) !== 0;
+}
 
 /** One live picture in ``container``. States (``state`` and the ``data-state`` attribute):
  *  connecting, playing, lost (camera signal lost), reconnecting, unsupported, forbidden,
@@ -172,6 +182,7 @@ export class LivePlayer {
     this.canvas = h("canvas", { class: "mask" });
     this.status = h("div", { class: "status" });
     this.root = h("div", { class: "player" }, this.video, this.canvas, this.status);
+    this.root.player = this; // for diagnostics and bench/live_latency.py (clock offset)
     container.append(this.root);
     this.overlay = new MaskOverlay(this.video, this.canvas);
     this.video.addEventListener("playing", () => { if (this.state !== "playing") this._set("playing"); });
@@ -240,7 +251,13 @@ export class LivePlayer {
     if (typeof ev.data === "string") {
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
-      if (msg.type === "init") this._init(msg);
+      if (msg.type === "key") {
+        // The next fragment is a keyframe received by the server at msg.wall_ms: if that is
+        // already old, a backlog built up (network, socket buffers, a busy page): skip it.
+        const age = (Date.now() + this.clockOffset - msg.wall_ms) / 1000;
+        this.staleKey = !this.startKey && age > MAX_AGE_S; // not the GOP a new view starts with
+        this.age = age;
+      } else if (msg.type === "init") this._init(msg);
       else if (msg.type === "lost") this._lost();
       else if (msg.type === "time") {
         const t1 = Date.now(), rtt = t1 - msg.t0;
@@ -251,7 +268,22 @@ export class LivePlayer {
       return;
     }
     this.lastData = performance.now();
-    if (this.sink) this.sink.append(ev.data);
+    if (!this.sink) return;
+    const key = isKeyFragment(ev.data);
+    if (key && this.staleKey) {
+      // Behind real time: decode nothing until a fresh keyframe, then show it at once —
+      // the client-side twin of the server's drop to a keyframe.
+      this.staleKey = false;
+      this.skipping = true;
+    } else if (this.skipping) {
+      if (!key) return;
+      this.skipping = false;
+      this.jumpToKey = true;
+      this.skips = (this.skips || 0) + 1;
+    }
+    if (this.skipping) return;
+    if (key) this.startKey = false;
+    this.sink.append(ev.data);
   }
 
   _init(msg) {
@@ -265,6 +297,7 @@ export class LivePlayer {
       return;
     }
     this.sink = new MseSink(this.video, msg.mime);
+    this.startKey = true;
     this.sink.onappend = () => this._follow();
     this.sink.ready.catch(() => this._set("error", "wall.tile.decode_error"));
     this.attempt = 0;
@@ -283,8 +316,13 @@ export class LivePlayer {
     if (!e) return;
     const [start, end] = e;
     const lag = end - v.currentTime;
-    if (v.currentTime < start || lag > MAX_LAG_S) {
+    if (this.jumpToKey) {
+      this.jumpToKey = false;
+      v.currentTime = start; // the range that begins with the keyframe just appended
+    } else if (v.currentTime < start) {
       v.currentTime = Math.max(start, end - 0.1);
+    } else if (lag > MAX_LAG_S) {
+      this.skipping = true;
     }
     v.playbackRate = lag > CATCH_UP_LAG_S ? 1.1 : 1.0;
     if (v.paused && v.readyState >= 2) v.play().catch(() => {});
