@@ -124,6 +124,21 @@ def test_cli_evaluates_the_live_register(tmp_path, monkeypatch, capsys, clock):
         "filing.national-2025.in_use", "filing.qingdao-2020.acceptance"]
     assert main(["compliance", "evaluate", "--live", "--unit", "nope", "--on", "2026-01-01"]) == 2
     assert "no unit 'nope'" in capsys.readouterr().err
+    # the unit side from the command line: a filing generated, written as PDF and signed JSON,
+    # submitted; the to-do list as CSV
+    assert main(["compliance", "filing", "create", "--system", "cctv", "--kind", "in_use", "--by", "admin"]) == 0
+    text = capsys.readouterr().out
+    created = json.loads(text[text.index("{\n"):])
+    assert created["state"] == "draft" and created["due_on"] == "2025-12-31"
+    assert main(["compliance", "filing", "pdf", str(created["id"]), "--out", str(tmp_path / "f.pdf")]) == 0
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
+    assert main(["compliance", "filing", "package", str(created["id"]), "--out", str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["document"]["kind"] == "in_use"
+    assert main(["compliance", "filing", "submit", str(created["id"]), "--channel", "pigeon"]) == 2
+    assert "channel 'pigeon'" in capsys.readouterr().err
+    assert main(["compliance", "todo", "--unit", "harbour", "--on", "2025-12-20", "--csv"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith(("deadline", "2025"))]
+    assert rows[0].startswith("deadline,kind") and rows[1].startswith("2025-12-31,draft_filing")
     db.dispose()
 
 

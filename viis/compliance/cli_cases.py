@@ -184,3 +184,69 @@ def add_verbs(comp, verb) -> None:
     act(ii, "complete", "complete the inspection")
     act(ii, "findings", "findings raised by failed items", by=False)
     act(ii, "show", "an inspection and its items", by=False)
+    add_unit_verbs(comp, verb)
+
+
+# --- the unit side: to-do list and filings (Q16, N14.1) ------------------------------------------
+
+def cmd_todo(args) -> int:
+    """What the unit must still do and by when; CSV with --csv."""
+    from viis.compliance import reports
+
+    app = _app(args)
+    on = _day(args.on, "--on") or _today(app)
+    with app.db.session() as s:
+        items = reports.unit_todo(s, app.rules, args.unit, on, app.clock.wall_ms())
+    if args.csv:
+        print(reports.to_csv(items, reports.TODO_COLUMNS), end="")
+    else:
+        _out(items)
+    return 0
+
+
+def cmd_filing(args) -> int:
+    from viis.compliance import filings
+    from viis.compliance.pdf import filing_pdf
+    from viis.core.signing import Signer
+
+    app = _app(args)
+    now = app.clock.wall_ms()
+    today = _today(app)
+    with app.db.session() as s:
+        if args.action == "create":
+            f = filings.create_filing(s, app.rules, Signer.for_data_dir(app.settings.data_dir, "filing"),
+                                      system_code=args.system, kind=args.kind, today=today, actor=args.by,
+                                      now_ms=now)
+        elif args.action == "submit":
+            f = filings.submit(s, app.rules, args.id, channel=args.channel, today=today, now_ms=now)
+        else:
+            f = filings.get(s, args.id)
+            if args.action == "package":
+                Path(args.out).write_text(json.dumps(f.package, ensure_ascii=False, indent=2), encoding="utf-8")
+            elif args.action == "pdf":
+                Path(args.out).write_bytes(filing_pdf(
+                    f.package, state=f.state, filed_on=f.filed_on.isoformat() if f.filed_on else None,
+                    channel=f.channel, sha256=f.contents_sha256))
+        _out(filings.filing_view(f))
+    return 0
+
+
+def add_unit_verbs(comp, verb) -> None:
+    """``viis compliance todo`` and ``viis compliance filing create|submit|package|pdf``."""
+    t = verb("todo", cmd_todo, "the unit's to-do list with deadlines", comp)
+    t.add_argument("--unit", required=True)
+    t.add_argument("--on")
+    t.add_argument("--csv", action="store_true")
+    f = verb("filing", cmd_filing, "filings: create, submit, package (signed JSON), pdf", comp)
+    fs = f.add_subparsers(dest="action", required=True)
+    a = fs.add_parser("create", help="generate and sign a filing from the live register")
+    a.add_argument("--system", required=True)
+    a.add_argument("--kind", required=True, help="a filing rule id: acceptance, in_use, change, ...")
+    a.add_argument("--by", required=True)
+    a = fs.add_parser("submit", help="record that the filing left by a channel (Q16.3)")
+    a.add_argument("id", type=int)
+    a.add_argument("--channel", required=True)
+    for name in ("package", "pdf"):
+        a = fs.add_parser(name, help=f"write the filing's {name} to a file")
+        a.add_argument("id", type=int)
+        a.add_argument("--out", required=True)
