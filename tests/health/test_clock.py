@@ -57,7 +57,9 @@ def scenario(tmp_path_factory):
         mon = HealthMonitor(app, rec, interval_s=1.0, rule=RULE,
                             roi=lambda _c, w, h: scene_box(w, h))
         watch = ClockWatch.attach(app, rec, mon, rule=RULE, record_s=2.0,
-                                  timecode_cycle=lambda _cid: fleet.cycle_ms)
+                                  timecode_cycle=lambda _cid: fleet.cycle_ms,
+                                  onvif_url=lambda cid: fleet.onvif_url(ids.index(cid)),
+                                  onvif_every_s=1.0)
         out["watch"] = watch
         await rec.start()
         loop = asyncio.get_running_loop()
@@ -120,6 +122,19 @@ def test_measured_offsets_are_stored_per_camera_and_interval(scenario):
     assert not any(r.epoch_reset for r in rows)
     others = {r.camera_id for r in scenario["readings"]} - {scenario["ids"][0]}
     assert others == set(scenario["ids"][1:])
+
+
+def test_onvif_clock_reads_the_injected_offset_independently(scenario):
+    """Q19.3: the camera's own clock by ONVIF GetSystemDateAndTime (whole seconds) agrees with
+    the picture: +30 s on the shifted camera, about 0 on the others."""
+    during, before = scenario["during"], scenario["before"]
+    cam = scenario["ids"][0]
+    assert abs(during[cam]["onvif"] - OFFSET_S * 1000) <= 1500, during
+    for c in scenario["ids"][1:]:
+        assert abs(during[c]["onvif"]) <= 1500, during
+    for c in scenario["ids"]:
+        assert abs(before[c]["onvif"]) <= 1500, before
+    assert any(r.source == "onvif" for r in scenario["readings"])
 
 
 def test_cameras_in_time_raise_nothing_and_read_near_zero(scenario):

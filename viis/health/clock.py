@@ -12,6 +12,9 @@ Each camera's clock is compared with the server's from two sources:
   diagnosis already decodes (a :class:`viis.health.monitor.HealthMonitor` observer) and
   compared with the keyframe's wall time from the recorder. Real cameras' OSD clocks need
   OCR (not done yet).
+* **ONVIF** (``onvif``): ``GetSystemDateAndTime`` of the camera's device service
+  (:mod:`viis.health.onvif`), polled at most every ``onvif_every_s`` per camera (whole
+  seconds; the last answer counts for two periods).
 
 A camera clock before 2001 is an **epoch reset** (a camera that lost its RTC comes up in
 1970 or 2000) and is a fault whatever the tolerance. Otherwise the fault ``clock_offset``
@@ -52,6 +55,7 @@ _UNIT_MS = {"seconds": 1000, "minutes": 60_000, "milliseconds": 1}
 
 SrSource = Callable[[int], object | None]  # camera_id -> SenderReport or None
 CycleFn = Callable[[int], int | None]  # camera_id -> time-code cycle ms (None: no time code)
+OnvifFn = Callable[[int], str | None]  # camera_id -> ONVIF device service URL (None: none)
 
 
 def sr_offset_ms(sr) -> int | None:
@@ -106,7 +110,8 @@ class ClockWatch:
 
     def __init__(self, app, *, sr_source: SrSource | None = None,
                  timecode_cycle: CycleFn | None = None, rule=None,
-                 tolerance_ms: int | None = None, record_s: float = 60.0) -> None:
+                 tolerance_ms: int | None = None, record_s: float = 60.0,
+                 onvif_url: OnvifFn | None = None, onvif_every_s: float = 60.0) -> None:
         from viis.health.monitor import PersistenceRule
         self.app = app
         self.sr_source = sr_source
@@ -114,6 +119,9 @@ class ClockWatch:
         self.rule = rule or PersistenceRule(n=3, m=5, min_s=20.0, clear_n=3)
         self._tolerance_ms = tolerance_ms
         self.record_ms = int(record_s * 1000)
+        self.onvif_url = onvif_url
+        self.onvif_every_ms = int(onvif_every_s * 1000)
+        self._onvif: dict[int, tuple[int, int | None]] = {}  # camera -> (polled ms, offset)
         self._cams: dict[int, _CamClock] = {}
         self._lock = threading.Lock()
 
@@ -147,6 +155,21 @@ class ClockWatch:
                 off = timecode_offset_ms(luma, wall_ms, cycle)
                 if off is not None:
                     out["timecode"] = off
+        url = self.onvif_url(camera_id) if self.onvif_url is not None else None
+        if url:
+            polled, off = self._onvif.get(camera_id, (None, None))
+            if polled is None or wall_ms - polled >= self.onvif_every_ms:
+                from viis.health.onvif import OnvifError, get_system_date_and_time
+                try:
+                    off = get_system_date_and_time(url, timeout=2.0,
+                                                   clock_ms=self.app.clock.wall_ms).offset_ms
+                except OnvifError as e:
+                    off = None
+                    log.warning("onvif_time_failed", camera_id=camera_id, error=str(e))
+                polled = wall_ms
+                self._onvif[camera_id] = (polled, off)
+            if off is not None and wall_ms - polled < 2 * self.onvif_every_ms:
+                out["onvif"] = off
         return out
 
     def observe(self, camera_id: int, wall_ms: int, luma: np.ndarray | None) -> dict:

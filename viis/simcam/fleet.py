@@ -202,6 +202,15 @@ class SimFleet:
             auth = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@"
         return f"rtsp://{auth}{self.host}:{self.rtsp_port}/cam{i}" + ("/sub" if sub else "")
 
+    def onvif_url(self, i: int) -> str:
+        """ONVIF device service of camera ``i`` (``GetSystemDateAndTime`` only): its clock,
+        shifted like its pictures by an injected ``clock_offset``."""
+        if not 0 <= i < self.count:
+            raise IndexError(f"camera {i} out of range 0..{self.count - 1}")
+        if self.control_port is None:
+            raise SimFleetError("fleet not started")
+        return f"http://127.0.0.1:{self.control_port}/onvif/cam{i}/device_service"
+
     @property
     def urls(self) -> list[str]:
         return [self.url(i) for i in range(self.count)]

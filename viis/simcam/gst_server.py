@@ -21,6 +21,8 @@ A JSON control interface on HTTP (127.0.0.1) injects faults per camera:
 ``GET  /status``                      state of every camera
 ``POST /cameras/<i>/fault``           body ``{"fault": NAME, ...params}``
 ``POST /cameras/<i>/clear``           body ``{}`` or ``{"fault": NAME}``
+``POST /onvif/cam<i>/device_service``  ONVIF ``GetSystemDateAndTime`` (SOAP 1.2): the
+                                      camera's clock, shifted by its injected offset
 
 Faults: ``drop`` (``refuse_s``, ``refuse_status``: DESCRIBE/SETUP/PLAY are
 refused, OPTIONS never is, see ``_on_client_connected``), ``stall``
@@ -763,8 +765,54 @@ def _make_handler(sim: SimServer):
             else:
                 self._send(404, {"error": "not found"})
 
+        def _onvif_time(self, index: int) -> None:
+            """ONVIF GetSystemDateAndTime of camera ``index``: UTC plus the clock offset its
+            pictures show (whole seconds, as ONVIF gives them)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            request = self.rfile.read(min(length, 65536)) if length else b""
+            if b"GetSystemDateAndTime" not in request:
+                body = (b'<?xml version="1.0"?><s:Envelope xmlns:s="http://www.w3.org/2003/'
+                        b'05/soap-envelope"><s:Body><s:Fault><s:Code><s:Value>s:Sender'
+                        b'</s:Value></s:Code><s:Reason><s:Text xml:lang="en">only '
+                        b'GetSystemDateAndTime</s:Text></s:Reason></s:Fault></s:Body>'
+                        b'</s:Envelope>')
+                code = 400
+            else:
+                with sim.lock:
+                    cam = sim.cameras[index]
+                    offset = cam.offset_frames / sim.fps
+                t = time.gmtime(time.time() + offset)
+                body = (
+                    '<?xml version="1.0" encoding="UTF-8"?><s:Envelope '
+                    'xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+                    'xmlns:tds="http://www.onvif.org/ver10/device/wsdl" '
+                    'xmlns:tt="http://www.onvif.org/ver10/schema"><s:Body>'
+                    "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>"
+                    "<tt:DateTimeType>Manual</tt:DateTimeType>"
+                    "<tt:DaylightSavings>false</tt:DaylightSavings>"
+                    "<tt:TimeZone><tt:TZ>CST-8</tt:TZ></tt:TimeZone><tt:UTCDateTime>"
+                    f"<tt:Time><tt:Hour>{t.tm_hour}</tt:Hour><tt:Minute>{t.tm_min}</tt:Minute>"
+                    f"<tt:Second>{t.tm_sec}</tt:Second></tt:Time><tt:Date><tt:Year>{t.tm_year}"
+                    f"</tt:Year><tt:Month>{t.tm_mon}</tt:Month><tt:Day>{t.tm_mday}</tt:Day>"
+                    "</tt:Date></tt:UTCDateTime></tds:SystemDateAndTime>"
+                    "</tds:GetSystemDateAndTimeResponse></s:Body></s:Envelope>").encode()
+                code = 200
+            self.send_response(code)
+            self.send_header("Content-Type", "application/soap+xml; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self):  # noqa: N802
             parts = self.path.strip("/").split("/")
+            if (len(parts) == 3 and parts[0] == "onvif" and parts[1].startswith("cam")
+                    and parts[1][3:].isdigit() and parts[2] == "device_service"):
+                index = int(parts[1][3:])
+                if index >= len(sim.cameras):
+                    self._send(404, {"error": f"no camera {index}"})
+                else:
+                    self._onvif_time(index)
+                return
             try:
                 body = self._body()
                 if len(parts) == 3 and parts[0] == "cameras" and parts[2] in ("fault", "clear"):
