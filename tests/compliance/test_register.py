@@ -221,3 +221,13 @@ def test_zone_and_consent(tmp_path, db, clock):
                                                   "on": "2025-11-20"})
     assert r.status_code == 201
     assert [g for g in findings(ua, "2025-12-15") if g[1] == "zone_without_consent"] == []
+
+
+def test_a_camera_without_a_position_stands_at_its_site(tmp_path, db, clock):
+    """Q7.3: a site inside a military zone, its camera with no position of its own."""
+    site, ua = unit_site(tmp_path, db, clock)
+    build(ua, site)
+    ua.patch("/api/compliance/sites/main", json={"lat": 36.0, "lon": 120.0})
+    site.sign_in("chief").post("/api/compliance/zones", json={"code": "z1", "name": "depot", "kind": "military",
+                                                              "lat": 36.0, "lon": 120.001, "radius_m": 200})
+    assert ("breach", "zone_without_consent", ("N10.1", "Q7.3"), ("N28",)) in findings(ua, "2025-12-15")

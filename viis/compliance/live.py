@@ -60,6 +60,8 @@ def snapshot_from_db(s: Session, unit_code: str, now_ms: int) -> dict[str, Any]:
     systems = list(s.scalars(select(ComplianceSystem).where(ComplianceSystem.site_id.in_(site_code))
                              .order_by(ComplianceSystem.code))) if sites else []
     sys_code = {x.id: x.code for x in systems}
+    sys_site = {x.id: x.site_id for x in systems}
+    site_pos = {x.id: (x.lat, x.lon) for x in sites}
     changes: dict[int, list[FiledChange]] = {}
     filings: list[ComplianceFiling] = []
     links: list[tuple[Camera, CameraLink]] = []
@@ -86,7 +88,8 @@ def snapshot_from_db(s: Session, unit_code: str, now_ms: int) -> dict[str, Any]:
                    **({"privacy_checked_on": _d(x.privacy_checked_on)} if x.privacy_checked_on else {})}
                   for x in sites],
         "systems": [_system(x, site_code[x.site_id], changes.get(x.id, [])) for x in systems],
-        "cameras": [_camera(c, ln, sys_code[ln.system_id], c.id in signed) for c, ln in links],
+        "cameras": [_camera(c, ln, sys_code[ln.system_id], c.id in signed, site_pos[sys_site[ln.system_id]])
+                    for c, ln in links],
         "filings": [{"id": f"filing-{f.id}", "system": sys_code[f.system_id], "kind": f.kind,
                      "filed_on": _d(f.filed_on), "channel": f.channel} for f in filings if f.filed_on],
     }
@@ -137,7 +140,8 @@ def _system(x: ComplianceSystem, site: str, changes: list[FiledChange]) -> dict[
     return d
 
 
-def _camera(c: Camera, ln: CameraLink, system: str, signage: bool) -> dict[str, Any]:
+def _camera(c: Camera, ln: CameraLink, system: str, signage: bool,
+            site_pos: tuple[float | None, float | None]) -> dict[str, Any]:
     d: dict[str, Any] = {"id": c.uid, "system": system, "location_type": c.location_type,
                          "retention_days": c.retention_days, "security_level": c.security_level,
                          "signage": {"present": signage, "photo": signage}, "audio": ln.audio}
@@ -147,8 +151,11 @@ def _camera(c: Camera, ln: CameraLink, system: str, signage: bool) -> dict[str, 
         d["public_place"] = ln.public_place
     if ln.installed_on:
         d["installed_on"] = _d(ln.installed_on)
-    if ln.lat is not None:
-        d["lat"], d["lon"] = ln.lat, ln.lon
+    # A camera without its own position stands at its site's (Q7.3: a site inside a zone needs
+    # the consultation before its system goes live).
+    lat, lon = (ln.lat, ln.lon) if ln.lat is not None else site_pos
+    if lat is not None:
+        d["lat"], d["lon"] = lat, lon
     return d
 
 
