@@ -59,9 +59,10 @@ _LIMITS = {"actor": 200, "organisation": 200, "subject": 400}
 
 KINDS = (
     "auth.login", "auth.login_failed", "auth.locked", "auth.logout",
-    "camera.create", "camera.update", "retention.change",
+    "camera.create", "camera.update", "retention.change", "retention.remove",
     "hold.create", "hold.release",
-    "retrieval.approve", "retrieval.refuse",
+    "retrieval.file", "retrieval.approve", "retrieval.refuse", "retrieval.close",
+    "retrieval.session_open",
     "footage.live", "footage.playback", "footage.snapshot", "footage.export",
     "footage.timeline", "footage.denied",
     "mask.lift", "mask.lift.approve",
@@ -309,6 +310,18 @@ def entry_view(e: AuditEntry) -> dict:
     return {"seq": e.seq, "at": iso_utc(e.at_ms), "at_ms": e.at_ms, "kind": e.kind,
             "actor": e.actor, "organisation": e.organisation, "subject": e.subject,
             "details": details, "leaf_hash": e.leaf_hash}
+
+
+def checkpoint_due(db: Any, clock: Clock, data_dir: Path, interval_ms: int) -> Checkpoint | None:
+    """Sign a checkpoint when the newest is older than ``interval_ms`` (``viis run`` calls this
+    periodically): it commits the chain heads even when nothing else happened, and keeps
+    the unsigned tail short (see docs/design/integrity.md)."""
+    with db.session() as s:
+        log = AuditLog(s, clock)
+        last = log.latest_checkpoint()
+        if last is not None and clock.wall_ms() - last.at_ms < interval_ms:
+            return None
+        return log.checkpoint(signer_for(data_dir))
 
 
 # -- checkpoints --------------------------------------------------------------------------

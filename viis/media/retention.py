@@ -124,6 +124,11 @@ def sweep(db: Database, store_root: Path, clock: Clock, *, batch: int = 500) -> 
             for r in candidates:
                 r.removed_ms, r.removed_reason = now, "retention expired"
             paths = [(r.id, r.path, r.bytes) for r in candidates]
+            if candidates:  # on record with the tombstones, or neither (invariant 1)
+                AuditLog(s, clock).append(
+                    "retention.remove", actor="retention sweeper", subject="segments",
+                    details={"count": len(candidates), "bytes": sum(r.bytes for r in candidates),
+                             "segment_ids": [r.id for r in candidates]})
         dirs: set[Path] = set()
         for _id, rel, nbytes in paths:  # step 2
             p = store_root / rel
