@@ -63,6 +63,12 @@ class RetentionSettings(_Section):
     sweep_interval_s: float = Field(300.0, gt=0)
 
 
+class AuditSettings(_Section):
+    # `viis run` signs an audit checkpoint (committing every camera's chain head) when the
+    # newest is older than this; entries after it are the unsigned tail (docs/design/integrity.md)
+    checkpoint_interval_s: float = Field(300.0, ge=10.0, le=86_400.0)
+
+
 class HealthSettings(_Section):
     """Video quality diagnosis (Q19.3): one keyframe per camera per interval, and a fault
     only when N of the last M samples are bad for at least ``persist_s``."""
@@ -169,6 +175,7 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     recorder: RecorderSettings = RecorderSettings()
     retention: RetentionSettings = RetentionSettings()
+    audit: AuditSettings = AuditSettings()
     health: HealthSettings = HealthSettings()
     notify: NotifySettings = NotifySettings()
     simcam: SimcamSettings = SimcamSettings()
