@@ -6,6 +6,7 @@ Q15.1, acceptance and going-into-use days, purpose Q20.1), camera links, zones a
 
 from __future__ import annotations
 
+import base64
 import json
 
 from tests.access.helpers import Site
@@ -217,9 +218,16 @@ def test_zone_and_consent(tmp_path, db, clock):
     assert ("breach", "zone_without_consent", ("N10.1", "Q7.3"), ("N28",)) in got
     r = ua.post("/api/compliance/consents", json={"zone": "z1", "system": "cctv", "document": "", "on": "2025-11-20"})
     assert r.status_code == 422 and r.json()["field"] == "document"
-    r = ua.post("/api/compliance/consents", json={"zone": "z1", "system": "cctv", "document": "PLA-7",
-                                                  "on": "2025-11-20"})
-    assert r.status_code == 201
+    body = {"zone": "z1", "system": "cctv", "document": "PLA-7", "on": "2025-11-20"}
+    for bad in ("!!", base64.b64encode(b"MZ" + b"\0" * 100).decode(), base64.b64encode(b"%PDF-1").decode()):
+        r = ua.post("/api/compliance/consents", json=body | {"document_base64": bad})
+        assert r.status_code == 422 and r.json()["field"].startswith("document_"), r.text
+    assert [g for g in findings(ua, "2025-12-15") if g[1] == "zone_without_consent"] != []   # nothing stored
+    pdf = b"%PDF-1.4\n" + b"0" * 200
+    r = ua.post("/api/compliance/consents", json=body | {"document_base64": base64.b64encode(pdf).decode()})
+    assert r.status_code == 201, r.text
+    got = ua.get(f"/api/compliance/consents/{r.json()['id']}/document")
+    assert got.content == pdf and got.headers["content-type"] == "application/pdf"
     assert [g for g in findings(ua, "2025-12-15") if g[1] == "zone_without_consent"] == []
 
 

@@ -314,8 +314,24 @@ def add_zone(s: Session, *, code: str, name: str, kind: str, lat: float, lon: fl
     return z
 
 
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+
+
+def sniff_document(data: bytes) -> str:
+    """A consent document's type by its first bytes: PDF, JPEG or PNG, bounded in size."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ValidationFailed(f"document of {len(data)} bytes is over the limit of {MAX_DOCUMENT_BYTES}",
+                               field="document_file")
+    for magic, kind in ((b"%PDF-", "application/pdf"), (b"\xff\xd8\xff", "image/jpeg"),
+                        (b"\x89PNG\r\n\x1a\n", "image/png")):
+        if data.startswith(magic) and len(data) >= 64:
+            return kind
+    raise ValidationFailed("document_file must be a PDF, JPEG or PNG of at least 64 bytes (checked by its "
+                           "first bytes)", field="document_file")
+
+
 def add_consent(s: Session, *, zone_code: str, system_code: str, document: str, on: date,
-                today: date, actor: str, now_ms: int) -> ComplianceConsent:
+                today: date, actor: str, now_ms: int, document_file: bytes | None = None) -> ComplianceConsent:
     z = s.scalar(select(ComplianceZone).where(ComplianceZone.code == zone_code))
     if z is None:
         raise NotFound(f"no zone {zone_code!r}")
@@ -325,8 +341,20 @@ def add_consent(s: Session, *, zone_code: str, system_code: str, document: str, 
                                articles=("N10.1",))
     if on > today:
         raise ValidationFailed("a consent dated in the future", field="on")
-    c = ComplianceConsent(zone_id=z.id, system_id=sy.id, document=document, on_day=on, recorded_by=actor,
-                          created_ms=now_ms)
+    sha = None
+    if document_file is not None:
+        import hashlib
+
+        from viis.compliance.models import CompliancePhoto
+
+        kind = sniff_document(document_file)
+        sha = hashlib.sha256(document_file).hexdigest()
+        if s.get(CompliancePhoto, sha) is None:
+            s.add(CompliancePhoto(sha256=sha, media_type=kind, size=len(document_file),
+                                  data=bytes(document_file), stored_ms=now_ms, stored_by=actor))
+            s.flush()
+    c = ComplianceConsent(zone_id=z.id, system_id=sy.id, document=document, document_sha256=sha, on_day=on,
+                          recorded_by=actor, created_ms=now_ms)
     s.add(c)
     s.flush()
     return c

@@ -127,6 +127,9 @@ class ComplianceConsent(Base):
     zone_id: Mapped[int] = mapped_column(ForeignKey("compliance_zones.id", ondelete="RESTRICT"))
     system_id: Mapped[int] = mapped_column(ForeignKey("compliance_systems.id", ondelete="RESTRICT"))
     document: Mapped[str] = mapped_column(String(200))
+    # the document itself (PDF, JPEG or PNG), stored once by SHA-256 beside inspection photos
+    document_sha256: Mapped[str | None] = mapped_column(
+        ForeignKey("compliance_photos.sha256", ondelete="RESTRICT"))
     on_day: Mapped[date] = mapped_column(Date)
     recorded_by: Mapped[str] = mapped_column(String(64))
     created_ms: Mapped[int] = mapped_column()

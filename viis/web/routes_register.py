@@ -135,6 +135,8 @@ class ConsentIn(_In):
     system: Code
     document: Short
     on: date
+    # the document itself, base64 (PDF, JPEG or PNG; at most 8 MiB)
+    document_base64: Annotated[str, Field(max_length=(8 * 1024 * 1024 * 4) // 3 + 4)] | None = None
 
 
 def _contractors(cs: list[ContractorIn]) -> list[dict[str, Any]]:
@@ -257,9 +259,41 @@ def add_consent(body: ConsentIn, request: Request) -> dict:
     app, who, now = _ctx(request)
     with app.db.session() as s:
         c = register.add_consent(s, zone_code=body.zone, system_code=body.system, document=body.document,
-                                 on=body.on, today=today(request), actor=who, now_ms=now)
+                                 on=body.on, today=today(request), actor=who, now_ms=now,
+                                 document_file=_b64(body.document_base64))
         return {"id": c.id, "zone": body.zone, "system": body.system, "document": c.document,
-                "on": c.on_day.isoformat()}
+                "document_sha256": c.document_sha256, "on": c.on_day.isoformat()}
+
+
+def _b64(v: str | None) -> bytes | None:
+    import base64
+    import binascii
+
+    from viis.core.errors import ValidationFailed
+
+    if v is None:
+        return None
+    try:
+        return base64.b64decode(v, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed("document_base64 is not valid base64", field="document_base64") from None
+
+
+@router.get("/consents/{consent_id}/document", dependencies=[Depends(allow("compliance.read"))])
+def consent_document(consent_id: int, request: Request):
+    from fastapi import Response
+
+    from viis.compliance.models import CompliancePhoto
+    from viis.compliance.registry_models import ComplianceConsent
+    from viis.core.errors import NotFound
+
+    app = request.app.state.viis
+    with app.db.session() as s:
+        c = s.get(ComplianceConsent, consent_id)
+        if c is None or c.document_sha256 is None:
+            raise NotFound(f"no consent document {consent_id}")
+        doc = s.get(CompliancePhoto, c.document_sha256)
+        return Response(doc.data, media_type=doc.media_type)
 
 
 @router.get("/units/{code}/snapshot", dependencies=[Depends(allow("compliance.read"))])

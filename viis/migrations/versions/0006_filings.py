@@ -115,6 +115,7 @@ def upgrade() -> None:
         sa.Column("zone_id", ID, nullable=False),
         sa.Column("system_id", ID, nullable=False),
         sa.Column("document", sa.String(200), nullable=False),
+        sa.Column("document_sha256", sa.String(64), nullable=True),
         sa.Column("on_day", sa.Date(), nullable=False),
         sa.Column("recorded_by", sa.String(64), nullable=False),
         sa.Column("created_ms", ID, nullable=False),
@@ -122,6 +123,9 @@ def upgrade() -> None:
                                 name=op.f("fk_compliance_consents_zone_id_compliance_zones"), ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["system_id"], ["compliance_systems.id"],
                                 name=op.f("fk_compliance_consents_system_id_compliance_systems"), ondelete="RESTRICT"),
+        sa.ForeignKeyConstraint(["document_sha256"], ["compliance_photos.sha256"],
+                                name=op.f("fk_compliance_consents_document_sha256_compliance_photos"),
+                                ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_compliance_consents")),
     )
     op.create_table(
