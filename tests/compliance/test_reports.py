@@ -83,3 +83,46 @@ def test_bureau_dashboard_by_district_category_status(tmp_path, db, clock):
     pdf = chief.get("/api/compliance/reports/dashboard?on=2026-01-20&format=pdf")
     assert pdf.content.startswith(b"%PDF")
     assert chief.get("/api/compliance/reports/dashboard?table=bogus&format=csv").status_code == 422
+
+
+def test_bureau_dashboard_from_snapshots_units_send(tmp_path, db, clock):
+    """A unit signs its live snapshot; another installation (the bureau's platform) verifies it
+    against the unit's registered key, keeps it once, refuses altered or malformed ones, and
+    counts it on its dashboard."""
+    import json
+
+    from tests.access.helpers import Site
+    from viis.core.db import Database
+
+    site, ua = unit_site(tmp_path, db, clock)
+    build(ua, site)
+    ua.patch("/api/compliance/systems/cctv", json={"accepted_on": "2025-12-15", "in_use_on": "2025-12-15"})
+    pkg = ua.get("/api/compliance/units/harbour/snapshot.signed").json()
+    assert pkg["document"]["organisation"]["id"] == "harbour"
+
+    (tmp_path / "bureau").mkdir()
+    bdb = Database(f"sqlite:///{tmp_path / 'bureau' / 'viis.db'}")
+    bdb.migrate()
+    bureau = Site(tmp_path / "bureau", bdb, clock)
+    bureau.user("chief", ("bureau_approver",))
+    chief, anon = bureau.sign_in("chief"), bureau.client()
+    assert anon.post("/api/compliance/intake/snapshots", content=json.dumps(pkg)).status_code == 422  # no key yet
+    chief.post("/api/compliance/intake/keys", json={"unit_code": "harbour", "unit_name": "Harbour Hotel",
+                                                    "district": "Shinan",
+                                                    "public_pem": ua.get("/api/compliance/signing-key").json()["public_pem"]})
+    altered = json.loads(json.dumps(pkg))
+    altered["document"]["cameras"] = []
+    bad = json.loads(json.dumps(pkg))
+    bad["document"]["cameras"][0]["retention_days"] = "30"
+    for body, words in ((json.dumps(altered), "forged or was altered"), (json.dumps(bad), "cameras[0].retention_days"),
+                        ("[]", "exactly"), ("{", "not valid JSON")):
+        r = anon.post("/api/compliance/intake/snapshots", content=body)
+        assert r.status_code == 422 and words in r.text, r.text
+    assert chief.get("/api/compliance/reports/dashboard?on=2026-01-20").json()["by_district"] == {}
+    assert anon.post("/api/compliance/intake/snapshots", content=json.dumps(pkg)).status_code == 201
+    assert anon.post("/api/compliance/intake/snapshots", content=json.dumps(pkg)).status_code == 200
+    d = chief.get("/api/compliance/reports/dashboard?on=2026-01-20").json()
+    assert d["by_district"]["Shinan"] | {} == {"units": 1, "breaches": 2, "overdue_filings": 2, "filings_received": 0,
+                                               "filings_late": 0, "open_cases": 0}
+    assert [o["unit_name"] for o in d["overdue_filings"]] == ["Harbour Hotel", "Harbour Hotel"]
+    bdb.dispose()

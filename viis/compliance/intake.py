@@ -163,3 +163,74 @@ def intake_view(row: IntakeFiling) -> dict[str, Any]:
             "event_on": row.event_on.isoformat() if row.event_on else None,
             "due_on": row.due_on.isoformat() if row.due_on else None,
             "received_on": row.received_on.isoformat(), "content_sha256": row.content_sha256}
+
+
+# --- snapshots: a unit's whole state, sent to the bureau's platform ------------------------------
+
+MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024   # a 1,000-camera unit is about 0.3 MB
+
+
+def sign_snapshot(snapshot: dict[str, Any], signer: Signer) -> dict[str, Any]:
+    """Unit side: the package a unit sends (the same format as a filing's: document + signature)."""
+    return {"document": snapshot, "signature": signer.sign(canonical(snapshot)).as_dict()}
+
+
+def receive_snapshot(s: Session, body: bytes, *, now_ms: int) -> tuple[dict[str, Any], bool]:
+    """Verify a signed snapshot against the unit's registered key and keep it (once per content).
+    The snapshot is parsed with the same hostile-input rules as ``viis compliance evaluate``."""
+    from viis.compliance.snapshot import SnapshotError, parse
+
+    if len(body) > MAX_SNAPSHOT_BYTES:
+        raise IntakeRefused(f"package of {len(body)} bytes; at most {MAX_SNAPSHOT_BYTES}", field="package")
+    try:
+        raw = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as e:
+        raise IntakeRefused(f"not UTF-8 at byte {e.start}", field="package") from None
+    except json.JSONDecodeError as e:
+        raise IntakeRefused(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}", field="package") from None
+    except RecursionError:
+        raise IntakeRefused("nested too deep", field="package") from None
+    if not isinstance(raw, dict) or set(raw) != {"document", "signature"}:
+        raise IntakeRefused("a package is an object with exactly 'document' and 'signature'", field="package")
+    try:
+        snap = parse(raw["document"])
+    except SnapshotError as e:
+        raise IntakeRefused(str(e), field=f"document.{e.path}" if e.path else "document") from None
+    try:
+        sig = Signature.from_dict(raw["signature"])
+    except ValidationFailed as e:
+        raise IntakeRefused(str(e), field="signature") from None
+    code = snap.organisation.id
+    key = s.scalar(select(IntakeKey).where(IntakeKey.unit_code == code))
+    if key is None:
+        raise IntakeRefused(f"unit {code!r} has no registered key at this bureau; register its public key "
+                            "first", field="document.organisation.id")
+    data = canonical(raw["document"])
+    if not verify(key.public_pem.encode(), data, sig):
+        raise IntakeRefused(f"the signature does not verify against the key registered for unit {code!r} "
+                            f"(key {key.key_id}): the package is forged or was altered", field="signature")
+    sha = hashlib.sha256(data).hexdigest()
+    from viis.compliance.registry_models import IntakeSnapshot
+
+    old = s.scalar(select(IntakeSnapshot).where(IntakeSnapshot.content_sha256 == sha))
+    if old is not None:
+        return {"unit": code, "content_sha256": sha, "id": old.id}, False
+    row = IntakeSnapshot(content_sha256=sha, unit_code=code, generated_ms=int(snap.generated_at.timestamp() * 1000),
+                         received_ms=now_ms, snapshot=raw["document"])
+    try:
+        with s.begin_nested():
+            s.add(row)
+    except IntegrityError:
+        old = s.scalar(select(IntakeSnapshot).where(IntakeSnapshot.content_sha256 == sha))
+        return {"unit": code, "content_sha256": sha, "id": old.id}, False
+    return {"unit": code, "content_sha256": sha, "id": row.id}, True
+
+
+def latest_snapshots(s: Session) -> dict[str, dict[str, Any]]:
+    """unit code → its newest received snapshot (by generated time, then arrival)."""
+    from viis.compliance.registry_models import IntakeSnapshot
+
+    out: dict[str, dict[str, Any]] = {}
+    for row in s.scalars(select(IntakeSnapshot).order_by(IntakeSnapshot.generated_ms, IntakeSnapshot.id)):
+        out[row.unit_code] = row.snapshot
+    return out

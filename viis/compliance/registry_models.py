@@ -196,6 +196,22 @@ class IntakeKey(Base):
     registered_ms: Mapped[int] = mapped_column()
 
 
+class IntakeSnapshot(Base):
+    """Bureau side: a unit's signed compliance snapshot (docs/compliance-snapshot.md), stored once
+    by content hash; the newest per unit feeds the dashboard."""
+
+    __tablename__ = "intake_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    unit_code: Mapped[str] = mapped_column(String(64))
+    generated_ms: Mapped[int] = mapped_column()
+    received_ms: Mapped[int] = mapped_column()
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_intake_snapshots_unit", "unit_code", "generated_ms"),)
+
+
 class IntakeFiling(Base):
     """Bureau side: one received filing package, stored once by its content hash."""
 

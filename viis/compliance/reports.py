@@ -86,10 +86,21 @@ def dashboard(s: Session, book: RuleBook, on: date, now_ms: int) -> dict[str, An
         row = d.setdefault(key, {})
         row[field] = row.get(field, 0) + n
 
-    for u in units(s):
-        dist = u.district or "-"
-        unit_district[u.code] = dist
-        snap, found = _findings(s, book, u.code, on, now_ms, 0)
+    keys = {k.unit_code: k for k in s.scalars(select(IntakeKey))}
+    local = {u.code: u for u in units(s)}
+    sources: list[tuple[str, str, str, Any]] = [(c, u.name, u.district or "-", None) for c, u in local.items()]
+    # snapshots the units sent (docs/compliance-snapshot.md); the local register wins a clash
+    from viis.compliance.intake import latest_snapshots
+    sources += [(c, raw["organisation"]["name"], (keys[c].district if c in keys else "") or "-", raw)
+                for c, raw in latest_snapshots(s).items() if c not in local]
+    ev = Evaluator(book, on, EngineSettings(remind_days=0))
+    for code, name, dist, raw in sources:
+        unit_district[code] = dist
+        if raw is None:
+            snap, found = _findings(s, book, code, on, now_ms, 0)
+        else:
+            snap = parse(raw)
+            found = ev.evaluate(snap)
         bump(districts, dist, "units")
         for site in snap.sites:
             for c in site.categories:
@@ -107,7 +118,7 @@ def dashboard(s: Session, book: RuleBook, on: date, now_ms: int) -> dict[str, An
                 bump(categories, c, "breaches")
             if f.check.startswith("filing.") and not f.check.endswith(".late"):
                 bump(districts, dist, "overdue_filings")
-                overdue.append({"district": dist, "unit": u.code, "unit_name": u.name, "subject": f.subject,
+                overdue.append({"district": dist, "unit": code, "unit_name": name, "subject": f.subject,
                                 "check": f.check, "due": f.due.isoformat() if f.due else None,
                                 "days_overdue": (on - f.due).days if f.due else None,
                                 "requirements": list(f.requirements),

@@ -182,6 +182,34 @@ async def receive(request: Request) -> JSONResponse:
     return JSONResponse(rec, status_code=201 if created else 200)
 
 
+@router.post("/intake/snapshots")
+async def receive_snapshot(request: Request) -> JSONResponse:
+    """Open, like the filing intake: a unit's signed snapshot (docs/compliance-snapshot.md) for the
+    bureau's dashboard. 201 stored; 200 the same content again; 422/413 refused, nothing stored."""
+    app = request.app.state.viis
+    cl = request.headers.get("content-length")
+    if cl is not None and cl.isdigit() and int(cl) > intake.MAX_SNAPSHOT_BYTES:
+        raise HTTPException(413, f"package of {cl} bytes; at most {intake.MAX_SNAPSHOT_BYTES}")
+    body = await request.body()
+    if len(body) > intake.MAX_SNAPSHOT_BYTES:
+        raise HTTPException(413, f"package of {len(body)} bytes; at most {intake.MAX_SNAPSHOT_BYTES}")
+    with app.db.session() as s:
+        rec, created = intake.receive_snapshot(s, body, now_ms=app.clock.wall_ms())
+    return JSONResponse(rec, status_code=201 if created else 200)
+
+
+@router.get("/units/{code}/snapshot.signed", dependencies=[Depends(allow("compliance.read"))])
+def signed_snapshot(code: str, request: Request) -> dict:
+    """The unit's live snapshot signed with the installation's key, to send to the bureau."""
+    from viis.compliance.live import snapshot_from_db
+
+    app = request.app.state.viis
+    with app.db.session() as s:
+        filings.detect_unit_changes(s, code, today=today(request), now_ms=app.clock.wall_ms())
+        snap = snapshot_from_db(s, code, app.clock.wall_ms())
+    return intake.sign_snapshot(snap, unit_signer(app))
+
+
 @router.get("/intake/filings", dependencies=[Depends(allow("intake.read"))])
 def intake_filings(request: Request) -> list[dict]:
     app = request.app.state.viis

@@ -16,7 +16,7 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 TABLES = ["compliance_units", "compliance_sites", "compliance_systems", "compliance_camera_links",
           "compliance_zones", "compliance_consents", "compliance_changes", "compliance_filings",
-          "intake_unit_keys", "intake_filings"]
+          "intake_unit_keys", "intake_filings", "intake_snapshots"]
 
 
 def upgrade() -> None:
@@ -199,6 +199,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("content_sha256", name=op.f("uq_intake_filings_content_sha256")),
     )
     op.create_index("ix_intake_filings_unit", "intake_filings", ["unit_code", "system_code"], unique=False)
+    op.create_table(
+        "intake_snapshots",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("content_sha256", sa.String(64), nullable=False),
+        sa.Column("unit_code", sa.String(64), nullable=False),
+        sa.Column("generated_ms", ID, nullable=False),
+        sa.Column("received_ms", ID, nullable=False),
+        sa.Column("snapshot", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_intake_snapshots")),
+        sa.UniqueConstraint("content_sha256", name=op.f("uq_intake_snapshots_content_sha256")),
+    )
+    op.create_index("ix_intake_snapshots_unit", "intake_snapshots", ["unit_code", "generated_ms"], unique=False)
 
 
 def downgrade() -> None:
