@@ -208,6 +208,14 @@ export class Timeline {
         g.fillStyle = "rgba(255, 93, 93, 0.85)";
         g.fillRect(x0, y, Math.max(2, x1 - x0), hh);
       }
+      if (row.name) { // the camera's name at the row's left edge (data, not a UI string)
+        g.font = "11px system-ui, sans-serif";
+        const tw = g.measureText(row.name).width;
+        g.fillStyle = "rgba(15, 19, 24, 0.75)";
+        g.fillRect(2, y + 2, tw + 8, hh - 4);
+        g.fillStyle = "#e6ebf0";
+        g.fillText(row.name, 6, y + hh / 2);
+      }
     });
     if (this.selection) {
       const [a, b] = this.selection;
