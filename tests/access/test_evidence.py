@@ -363,3 +363,18 @@ def test_viis_export_fetches_a_package_from_the_running_server(ev, tmp_path, cap
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_the_plain_mp4_route_gives_no_unmasked_copy(ev):
+    """Q9.2: masks are always burned in; the stream-copy route refuses a masked camera."""
+    ev.site.admin.put(f"/api/cameras/{ev.w.cams[0]}/privacy-masks", json={"masks": [WINDOW]})
+    q = f"start={ev.t0}&end={ev.t0 + 4000}"
+    r = ev.w.c("inv1").get(f"/api/cameras/{ev.w.cams[0]}/export.mp4?{q}")
+    assert r.status_code == 403 and "Q9.2" in r.json()["articles"]
+    assert "evidence package" in r.json()["error"]
+    assert ev.w.c("inv1").get(f"/api/cameras/{ev.w.cams[1]}/export.mp4?{q}").status_code == 200
+    ev.site.api.state.mask_lifting.enabled = True
+    lifts = f"/api/retrievals/{ev.rid}/mask-lifts"
+    lid = ev.w.c("inv1").post(lifts, json={"camera_id": ev.w.cams[0], "reason": "scene"}).json()["id"]
+    ev.w.c("appr").post(f"{lifts}/{lid}/approve", json={})
+    assert ev.w.c("inv1").get(f"/api/cameras/{ev.w.cams[0]}/export.mp4?{q}").status_code == 200

@@ -66,11 +66,30 @@ def get_export(camera_id: int, start: str, end: str, request: Request) -> FileRe
     range are listed in the X-VIIS-Gaps header (start-end:cause, UTC ms)."""
     frm, to = _range(start, end)
     with _door(request, camera_id, "export", frm, to) as (s, app):
+        _no_unmasked_copy(request, s, camera_id)
         ex = playback.export(s, app.settings.segments_path, app.settings.data_dir / "exports",
                              camera_id, frm, to)
     headers = {"X-VIIS-Gaps": ",".join(f"{a}-{b}:{c}" for a, b, c in ex.gaps)[:4000]}
     return FileResponse(ex.path, media_type="video/mp4", headers=headers,
                         filename=f"camera{camera_id}-{frm}-{to}.mp4")
+
+
+def _no_unmasked_copy(request: Request, s, camera_id: int) -> None:
+    """Q9.2: a copy of a camera with privacy masks leaves only with the masks burned in
+    (viis.access.evidence), unless a lift approved by a second user is in force."""
+    from viis.access.policy import Forbidden
+    from viis.registry.masks import masks_for
+
+    if not masks_for(s, camera_id):
+        return
+    scope = footage_scope(request, principal(request))
+    lifting = getattr(request.app.state, "mask_lifting", None)
+    if scope is not None and scope.request_id is not None and lifting is not None and \
+            lifting.in_force(s, scope.request_id, camera_id) is not None:
+        return
+    raise Forbidden(f"camera {camera_id} has privacy masks: export it as an evidence package "
+                    "of your retrieval session (POST /api/retrievals/{id}/sessions/{sid}/"
+                    "exports), which burns them in", ("Q9.2",))
 
 
 @router.get("/snapshot.jpg")
