@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from tests.access.helpers import CHEAP, PASSWORD
 from tests.media.recording import add_camera, make_app, rows
 from viis.access.identity import IdentityService
+from viis.access.policy import FOOTAGE_POLICY, LEVEL, ROLE_ORG_KINDS, ROLES
 from viis.access.register import RegisterQuery, search
 from viis.media.recorder import Recorder
 from viis.media.timeline import MAX_ITEMS, timeline
@@ -65,6 +66,16 @@ def rec(tmp_path_factory):
         for login, roles in (("op", {"operator_on_duty"}), ("adm", {"platform_admin"})):
             u = ident.add_user(s, login=login, display_name=login, organisation_id=org,
                                work_id=f"W-{login}", password=PASSWORD, roles=roles, clearance=5)
+            for topic in ("skills", "confidentiality"):
+                ident.add_training(s, u.id, topic=topic, course=topic, completed_ms=now - DAY,
+                                   valid_until_ms=now + DAY, recorded_by="test")
+        orgs = {"using_unit": org}
+        for role in ROLES:  # one trained user of every role, in an organisation that may hold it
+            kind = sorted(ROLE_ORG_KINDS[role])[0] if "using_unit" not in ROLE_ORG_KINDS[role] else "using_unit"
+            if kind not in orgs:
+                orgs[kind] = ident.add_organisation(s, f"org-{kind}", kind).id
+            u = ident.add_user(s, login=f"r-{role}", display_name=role, organisation_id=orgs[kind],
+                               work_id=f"W-{role}", password=PASSWORD, roles={role}, clearance=5)
             for topic in ("skills", "confidentiality"):
                 ident.add_training(s, u.id, topic=topic, course=topic, completed_ms=now - DAY,
                                    valid_until_ms=now + DAY, recorded_by="test")
@@ -157,6 +168,23 @@ def test_who_may_not_play_back_is_refused_at_the_door_and_written_down(rec):
             _client(api, "op").websocket_connect("/api/cameras/999/playback?start=0&end=1000") as ws:
         ws.receive_text()
     assert e.value.code == 4404
+
+
+def test_every_role_gets_what_the_policy_table_gives_it_on_the_playback_socket(rec):
+    """The access matrix for the WebSocket route (tests/access/test_matrix.py walks HTTP
+    routes only): without an approved request, only roles with playback=LEVEL get in."""
+    app, api, cam, _, _ = rec
+    a = rows(app, cam)[0][0].start_ms
+    for role in ROLES:
+        c = _client(api, f"r-{role}")
+        url = f"/api/cameras/{cam}/playback?start={a}&end={a + 60_000}"
+        if FOOTAGE_POLICY[role]["playback"] is LEVEL:
+            with c.websocket_connect(url) as ws:
+                assert _window(ws, 1, a, a + 1_000)[0]["type"] == "window", role
+        else:
+            with pytest.raises(WebSocketDisconnect) as e, c.websocket_connect(url) as ws:
+                ws.receive_text()
+            assert e.value.code == 4403, role
 
 
 def test_a_gap_answers_where_footage_resumes_and_hostile_messages_get_errors(rec):
