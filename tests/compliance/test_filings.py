@@ -143,6 +143,17 @@ def test_intake_refuses_forged_altered_oversized_and_malformed_packages(tmp_path
     assert r.status_code == 422
     assert anon.post("/api/compliance/intake", content=json.dumps(pkg)).status_code == 201
     assert SYSTEM["code"] == "cctv"
+    # the unit-side doors: unknown ids, malformed bodies, unknown fields
+    for path in ("/api/compliance/filings/999", "/api/compliance/filings/999/filing.pdf",
+                 "/api/compliance/filings/999/package.json"):
+        assert ua.get(path).status_code == 404
+    assert ua.post("/api/compliance/filings/999/submit", json={"channel": "edi"}).status_code == 404
+    assert ua.post("/api/compliance/filings/999/receipt", json={"refused": "x"}).status_code == 404
+    assert ua.post(f"/api/compliance/filings/{fid}/receipt", json={"refused": "x"}).status_code == 422  # a draft
+    assert ua.post("/api/compliance/filings", content=b"{", headers={"content-type": "application/json"}).status_code == 422
+    assert ua.post("/api/compliance/filings", json={"system": "cctv", "kind": "in_use", "x": 1}).status_code == 422
+    assert ua.post(f"/api/compliance/filings/{fid}/submit", json={"channel": "e" * 33}).status_code == 422
+    assert len(ua.get("/api/compliance/filings").json()) == 1
 
 
 def test_changes_of_filed_facts_are_each_detected_once(db, clock, rules, tmp_path):
