@@ -44,8 +44,14 @@ def cmd_audit_verify(args) -> int:
           f"{rep.latest_checkpoint if rep.latest_checkpoint is not None else 'nothing'}"
           + (f"; {rep.unsigned_tail} newer entries not yet signed" if rep.unsigned_tail else ""))
     if rep.saved_checkpoint is not None and rep.consistency_proof is not None:
-        print(f"saved checkpoint (size {rep.saved_checkpoint}): consistency proof of "
-              f"{len(rep.consistency_proof)} hashes verifies")
+        target = rep.latest_checkpoint if rep.latest_checkpoint is not None else rep.tree_size
+        if rep.consistency_proof:
+            print(f"saved checkpoint (size {rep.saved_checkpoint}): consistency proof of "
+                  f"{len(rep.consistency_proof)} hashes to the signed tree of size {target} "
+                  "verifies")
+        else:
+            print(f"saved checkpoint (size {rep.saved_checkpoint}) is the signed tree of size "
+                  f"{target} itself")
     first = rep.first()
     if first is None:
         print("OK: no audit entry was changed, deleted, inserted or reordered")
