@@ -279,3 +279,30 @@ def test_hostile_checkpoint_files_are_refused_with_a_clear_error(tmp_path, conte
     p.write_bytes(content)
     with pytest.raises(ValidationFailed):
         Checkpoint.load(p)
+
+
+def test_concurrent_appenders_queue_on_the_log_and_never_fork_the_tree(db, clock, signer):
+    import threading
+
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        try:
+            for i in range(25):
+                with db.session() as s:
+                    AuditLog(s, clock).append("footage.live", actor=name, subject=f"camera {i}")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(f"op{k}",)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    with db.session() as s:
+        assert AuditLog(s, clock).state()[0] == 75
+        seqs = [r[0] for r in s.execute(text("SELECT seq FROM audit_entries ORDER BY seq"))]
+    assert seqs == list(range(1, 76))
+    checkpoint(db, clock, signer)
+    assert report(db, signer).ok
