@@ -549,6 +549,9 @@ export default async function render(root, ctx) {
     const staff = h("input", { id: "ex-staff", maxlength: 200, value: ctx.user && ctx.user.work_id ? ctx.user.work_id : "" });
     const until = h("input", { id: "ex-until", type: "date",
       value: shanghai(Date.now() + 7 * DAY).slice(0, 10) });
+    const person = h("input", { id: "ex-person", maxlength: 200 });
+    const relation = h("select", { id: "ex-relation" }, ...["self", "close_relative", "guardian", "carer"]
+      .map((k) => h("option", { value: k }, t(`playback.export.relation.${k}`))));
     const status = h("p", { class: "error", role: "alert", id: "ex-status" });
     const ranges = chosen.map((id) => ({ camera_id: id, start: String(Math.round(sel[0])), end: String(Math.round(sel[1])) }));
     const submit = h("button", { type: "submit", class: "primary", id: "ex-submit" }, t("playback.export.submit"));
@@ -563,6 +566,8 @@ export default async function render(root, ctx) {
       field("ex-case", t("playback.export.case"), caseNo),
       field("ex-staff", t("playback.export.staff"), staff),
       field("ex-until", t("playback.export.until"), until),
+      field("ex-person", t("playback.export.person"), person),
+      field("ex-relation", t("playback.export.relation"), relation),
       status,
       h("div", { class: "actions" }, submit,
         h("button", { type: "button", id: "ex-cancel", onclick: () => { form.hidden = true; } }, t("common.cancel"))));
@@ -577,6 +582,7 @@ export default async function render(root, ctx) {
           staff_work_ids: staff.value.split(/[,\s]+/).filter(Boolean),
           valid_until: `${until.value}T23:59:59+08:00`,
         };
+        if (kind.value === "individual") Object.assign(body, { person_name: person.value, person_relation: relation.value });
         const r = await api("/api/retrievals", { method: "POST", body });
         status.className = "ok";
         status.append(t("playback.export.filed", { id: r.id }));
