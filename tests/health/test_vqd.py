@@ -272,3 +272,69 @@ def test_1080p_diagnosis_costs_under_a_hundredth_of_a_core_at_10_s():
             costs.append(time.thread_time() - t0)
     assert cam.reference is not None
     assert float(np.median(costs)) < 0.1, costs
+
+
+# -- exposure, colour cast, noise, stripes (Q19.3 "keep images clear") ------------------
+
+def _cam_with_reference(chroma=(120.0, 135.0)) -> vqd.CameraVqd:
+    cam = vqd.CameraVqd(CFG)
+    for k in range(3):
+        cam.diagnose(noisy(scene(), seed=k), 1000 * k, chroma)
+    assert cam.reference is not None and cam.reference.tmad is not None
+    return cam
+
+
+def test_under_exposed_scene_is_too_dark_but_a_dark_cover_is_occlusion():
+    cam = _cam_with_reference()
+    dim = noisy(16 + (scene() - 16) * 0.2, seed=7)
+    s = cam.diagnose(dim, 10_000, (124.0, 131.0))
+    assert s.verdicts["video_too_dark"].bad and not s.verdicts["video_black"].bad
+    cam = _cam_with_reference()
+    covered = noisy(scene(), seed=8)
+    covered[:, :260] = 22.0  # most of the lens covered by something dark
+    s = cam.diagnose(noisy(covered, 1.0, seed=9), 10_000, (126.0, 129.0))
+    assert not s.verdicts["video_too_dark"].bad and s.verdicts["video_occluded"].bad
+
+
+def test_over_exposed_scene_is_too_bright():
+    cam = _cam_with_reference()
+    s = cam.diagnose(noisy(np.clip(scene() * 0.4 + 175, 0, 235), seed=7), 10_000, (126.0, 129.0))
+    assert s.verdicts["video_too_bright"].bad
+
+
+def test_colour_cast_needs_a_move_away_from_neutral_not_towards_it():
+    cam = _cam_with_reference(chroma=(120.0, 135.0))
+    s = cam.diagnose(noisy(scene(), seed=5), 10_000, (108.0, 160.0))  # red cast
+    assert s.verdicts["video_colour_cast"].bad and "dV=+25" in s.verdicts["video_colour_cast"].detail
+    s = cam.diagnose(noisy(scene(), seed=6), 20_000, (128.0, 128.0))  # night: grey
+    assert not s.verdicts["video_colour_cast"].bad
+
+
+def test_snow_is_noise_every_sample_while_a_one_off_change_is_one_sample():
+    cam = _cam_with_reference()
+    bad = [cam.diagnose(noisy(scene(), sigma=20.0, seed=20 + i), 10_000 * (i + 1),
+                        (120.0, 135.0)).verdicts["video_noise"].bad for i in range(3)]
+    assert bad == [True, True, True]
+    cam = _cam_with_reference()
+    seq = [noisy(scene(), seed=30), noisy(scene(gain=0.8), seed=31), noisy(scene(gain=0.8), seed=32)]
+    flags = [cam.diagnose(p, 10_000 * (i + 1), (120.0, 135.0)).verdicts["video_noise"].bad
+             for i, p in enumerate(seq)]
+    assert flags.count(True) <= 1  # the light switched once; persistence needs 4 of 6
+
+
+def test_interference_bands_are_stripes_but_a_cover_edge_is_not():
+    cam = _cam_with_reference()
+    rows = np.arange(H, dtype=np.float32)[:, None]
+    banded = np.clip(scene() + 15 * np.sin(2 * np.pi * rows / 15.0), 0, 255)
+    v = cam.diagnose(noisy(banded, seed=3), 10_000, (120.0, 135.0)).verdicts["video_stripes"]
+    assert v.bad and "horizontal bands" in v.detail and "period 15 px" in v.detail
+    cam = _cam_with_reference()
+    covered = noisy(scene(), seed=4)
+    covered[100:, :] = 25.0
+    assert not cam.diagnose(covered, 10_000, (120.0, 135.0)).verdicts["video_stripes"].bad
+
+
+def test_blue_no_video_screen_is_no_signal_not_black():
+    blue = noisy(np.full((H, W), 29.0), sigma=0.5)  # deep blue: luma below the dark level
+    m = vqd.measure(blue, CFG, (255.0, 107.0))
+    assert vqd.detect_uniform(m).bad and not vqd.detect_black(m).bad

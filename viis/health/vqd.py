@@ -24,7 +24,9 @@ Detectors (``kind`` is the fault kind):
 * ``video_colour_cast`` - the mean chroma moved away from the reference's *and* away from
   neutral (a failed white balance; a night scene turning grey is not a cast).
 * ``video_noise`` - the median cell's high-frequency energy (the sharpness metric) rose well
-  above the reference's (snow, interference, a failing sensor): blur's opposite.
+  above the reference's (snow, interference, a failing sensor): blur's opposite; or the
+  picture changes between two samples everywhere (median cell |difference|) several times
+  more than the reference's own sensor noise did, with some extra high-frequency energy.
 * ``video_stripes`` - the row (or column) profile of the difference to the reference has one
   dominant periodic component (interference bands).
 * ``video_signal_loss`` - no keyframe from the camera for a time (:class:`SignalLoss`, judged
@@ -74,7 +76,8 @@ class VqdConfig:
     # black / no signal
     dark_luma: float = 40.0         # cell mean below -> dark
     flat_std: float = 5.0           # cell std (of the 2x2-pooled picture) below -> flat
-    black_frac: float = 0.70        # share of dark-and-flat cells for "black"
+    black_frac: float = 0.88        # share of dark-and-flat cells for "black"
+    black_keeps_scene: float = 0.5  # ... unless the picture still correlates with the reference
     uniform_frac: float = 0.80      # share of flat cells for "no signal"
     # frozen
     frozen_mad: float = 0.02        # cell mean |difference| below -> unchanged
@@ -88,13 +91,14 @@ class VqdConfig:
     occl_std_ratio: float = 0.25    # ... and the cell went flat (std below this share of the
     occl_entropy_drop: float = 1.0  # reference's, or below flat_std) or lost this many bits
     occl_frac: float = 0.20         # share of textured reference cells collapsed -> occluded
+    occl_mean_delta: float = 10.0   # a cover is an object: the cell's mean level changed too
     textured_edge_density: float = 0.03  # a reference cell with fewer edges cannot collapse
     # scene change
     shift_frac: float = 0.02        # displacement / picture width at or above -> moved
     shift_peak: float = 0.06        # phase correlation peak needed to trust a displacement
     similarity_min: float = 0.35    # zero-shift correlation with the reference below -> changed
     # exposure (median cell mean luma)
-    too_dark_luma: float = 35.0
+    too_dark_luma: float = 45.0
     too_bright_luma: float = 205.0
     # colour cast: chroma levels (8-bit, neutral = 128)
     neutral_chroma: float = 12.0    # |chroma - 128| below -> neutral (black must be neutral)
@@ -103,6 +107,9 @@ class VqdConfig:
     cast_away: float = 6.0          # ... and this much further from neutral
     # noise: median over cells of sharpness / reference sharpness at or above
     noise_ratio: float = 1.6
+    noise_temporal_ratio: float = 5.0  # median cell |sample - previous| / the reference's ...
+    noise_temporal_min: float = 4.0    # ... and at least this many levels
+    noise_support: float = 1.1         # with the spatial ratio at least this
     # stripes: one periodic component of the row/column profile of (picture - reference)
     stripes_amp: float = 5.0        # amplitude in levels
     stripes_share: float = 0.30     # share of the profile's detrended energy in that component
@@ -255,6 +262,7 @@ class Reference:
     wall_ms: int
     cell_mean: np.ndarray | None = None
     chroma: tuple[float, float] | None = None
+    tmad: float | None = None  # median cell |sample - previous sample| while learning
 
 
 class ReferenceBuilder:
@@ -264,14 +272,19 @@ class ReferenceBuilder:
     def __init__(self, k: int) -> None:
         self.k = max(1, k)
         self._m: list[Metrics] = []
+        self._t: list[float] = []  # change between consecutive samples: the sensor noise
 
-    def add(self, m: Metrics, wall_ms: int) -> Reference | None:
+    def add(self, m: Metrics, wall_ms: int, tmad: float | None = None) -> Reference | None:
         if self._m and self._m[0].pic.shape != m.pic.shape:
             self._m = []  # resolution changed: start over
+            self._t = []
         self._m.append(m)
+        if tmad is not None:
+            self._t.append(tmad)
         if len(self._m) < self.k:
             return None
         ms, self._m = self._m, []
+        ts, self._t = self._t, []
         med = lambda name: np.median(np.stack([getattr(x, name) for x in ms]), axis=0)  # noqa: E731
         chromas = [x.chroma for x in ms if x.chroma is not None]
         chroma = (tuple(float(c) for c in np.median(np.array(chromas), axis=0))
@@ -279,7 +292,7 @@ class ReferenceBuilder:
         return Reference(pic=med("pic").astype(np.float32), cell_std=med("cell_std"), cell_sharp=med("cell_sharp"),
                          cell_edges=med("cell_edges"), cell_entropy=med("cell_entropy"),
                          samples=len(ms), wall_ms=wall_ms, cell_mean=med("cell_mean"),
-                         chroma=chroma)
+                         chroma=chroma, tmad=float(np.median(ts)) if ts else None)
 
 
 # ------------------------------------------------------------------ detectors
@@ -292,6 +305,7 @@ class Verdict:
     score: float
     threshold: float
     detail: str = ""
+    cause: str = ""  # scene change: "moved" (a displacement was found) or "changed"
 
     def message(self) -> str:
         return f"{self.kind}: score {self.score:.3f} (threshold {self.threshold:g}){self.detail}"
@@ -304,21 +318,29 @@ def _chroma_dist(m: Metrics) -> float:
     return math.hypot(m.chroma[0] - 128.0, m.chroma[1] - 128.0)
 
 
-def detect_black(m: Metrics, cfg: VqdConfig = VqdConfig()) -> Verdict:
+def detect_black(m: Metrics, cfg: VqdConfig = VqdConfig(), ref: Reference | None = None) -> Verdict:
     flat = m.cell_std < cfg.flat_std
     score = float(np.mean(flat & (m.cell_mean < cfg.dark_luma)))
     # a dark *coloured* flat screen (deep blue) is a "no video" screen, not a capped lens
     bad = score >= cfg.black_frac and _chroma_dist(m) < cfg.neutral_chroma
-    return Verdict("video_black", bad, score, cfg.black_frac,
-                   f"; share of dark flat cells, mean luma {m.mean:.1f}")
+    detail = f"; share of dark flat cells, mean luma {m.mean:.1f}"
+    if bad and ref is not None and ref.pic.shape == m.pic.shape:
+        sim = _ncc(ref.pic, m.pic)
+        if sim >= cfg.black_keeps_scene:  # the scene is still there, only very dark
+            bad = False
+            detail += f"; still the reference scene (correlation {sim:.2f}): too dark, not black"
+    return Verdict("video_black", bad, score, cfg.black_frac, detail)
 
 
 def detect_uniform(m: Metrics, cfg: VqdConfig = VqdConfig()) -> Verdict:
     flat = m.cell_std < cfg.flat_std
     score = float(np.mean(flat))
-    lit = float(np.median(m.cell_mean)) >= cfg.dark_luma
+    med = float(np.median(m.cell_mean))
+    lit = med >= cfg.dark_luma
     coloured = _chroma_dist(m) >= cfg.screen_chroma
-    bad = score >= cfg.uniform_frac and (lit or coloured)
+    # a flat white picture is over-exposure (too bright), not a "no video" screen
+    glare = med > cfg.too_bright_luma and not coloured
+    bad = score >= cfg.uniform_frac and (lit or coloured) and not glare
     return Verdict("video_no_signal", bad, score, cfg.uniform_frac,
                    f"; share of flat cells, mean luma {m.mean:.1f}, chroma off grey by "
                    f"{_chroma_dist(m):.0f}")
@@ -328,13 +350,16 @@ def detect_exposure(m: Metrics, ref: Reference | None = None,
                     cfg: VqdConfig = VqdConfig()) -> tuple[Verdict, Verdict]:
     """Too dark / too bright: the median cell's mean luma (robust to a lamp or a dark
     corner). Judged after black and uniform screens, so what is left is textured. With a
-    reference the change must also be global: the brightest-kept quarter of the cells
-    dimmed too (a cover darkens only part of the picture, an exposure fault all of it)."""
+    reference the change must also be global: (almost) no cell kept its brightness (a cover
+    darkens only part of the picture, an exposure fault all of it)."""
     med = float(np.median(m.cell_mean))
     dark_global = bright_global = True
     if ref is not None and ref.cell_mean is not None and ref.cell_mean.shape == m.cell_mean.shape:
         ratio = (m.cell_mean - 16.0) / np.maximum(ref.cell_mean - 16.0, 4.0)
-        dark_global = float(np.quantile(ratio, 0.75)) < 0.6
+        # and the scene is still there, dimmed (a dark cover replaces it: occlusion)
+        dark_global = (float(np.mean(ratio >= 0.6)) <= 0.05
+                       and (ref.pic.shape != m.pic.shape
+                            or _ncc(ref.pic, m.pic) >= cfg.black_keeps_scene))
         lift = m.cell_mean - ref.cell_mean
         bright_global = float(np.quantile(lift, 0.25)) > 0.0
     dark = Verdict("video_too_dark", med < cfg.too_dark_luma and dark_global, med,
@@ -356,30 +381,48 @@ def detect_colour_cast(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig())
                    f"{away:+.1f} away from neutral")
 
 
-def detect_noise(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -> Verdict | None:
+def detect_noise(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig(),
+                 tmad: float | None = None) -> Verdict | None:
     """Blur's opposite: high-frequency energy up in most cells (the median cell), where a
-    passing object or a moved view changes only some."""
+    passing object or a moved view changes only some. Moderate snow, mostly smoothed away
+    by the encoder, still makes every cell differ from the previous sample: the temporal
+    test (a one-off change - a light switched, the view moved - is one sample, which the
+    persistence rule ignores)."""
     score = float(np.median(m.cell_sharp / np.maximum(ref.cell_sharp, 1.0)))
-    return Verdict("video_noise", score >= cfg.noise_ratio, score, cfg.noise_ratio,
-                   "; median cell high-frequency energy against the reference")
+    bad = score >= cfg.noise_ratio
+    detail = "; median cell high-frequency energy against the reference"
+    if tmad is not None and ref.tmad is not None:
+        t = tmad / max(ref.tmad, 0.5)
+        detail += f"; change between samples {t:.1f}x the reference's ({tmad:.1f} levels)"
+        bad = bad or (t >= cfg.noise_temporal_ratio and tmad >= cfg.noise_temporal_min
+                      and score >= cfg.noise_support)
+    return Verdict("video_noise", bad, score, cfg.noise_ratio, detail)
 
 
-def _periodic(profile: np.ndarray) -> tuple[float, float, int]:
-    """Amplitude (levels), share of the detrended energy and period (samples) of the
-    strongest periodic component of a 1-D profile, ignoring trends (< 3 cycles)."""
+def _spectrum(profile: np.ndarray) -> np.ndarray:
+    """Amplitude spectrum of a detrended 1-D profile without its slow part (fewer than 6
+    cycles over the picture: the edge of a cover or a shadow, not interference)."""
     n = profile.shape[0]
-    if n < 16:
-        return 0.0, 0.0, 0
     x = np.arange(n, dtype=np.float64)
     p = profile.astype(np.float64)
     p = p - np.polyval(np.polyfit(x, p, 1), x)
     f = np.abs(np.fft.rfft(p))
-    f[:3] = 0.0
+    f[:6] = 0.0
+    return f
+
+
+def _periodic(profile: np.ndarray) -> tuple[float, float, int]:
+    """Amplitude (levels), share of the energy and frequency bin of the strongest periodic
+    component of a 1-D profile."""
+    n = profile.shape[0]
+    if n < 16:
+        return 0.0, 0.0, 0
+    f = _spectrum(profile)
     k = int(np.argmax(f))
     energy = float((f * f).sum())
     if energy <= 0 or k == 0:
         return 0.0, 0.0, 0
-    return 2.0 * float(f[k]) / n, float(f[k] * f[k]) / energy, int(round(n / k))
+    return 2.0 * float(f[k]) / n, float(f[k] * f[k]) / energy, k
 
 
 def detect_stripes(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -> Verdict | None:
@@ -388,9 +431,15 @@ def detect_stripes(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -> 
     d = m.pic - ref.pic
     best = (0.0, 0.0, 0, "")
     for axis, name in ((1, "horizontal"), (0, "vertical")):
-        amp, share, period = _periodic(d.mean(axis=axis))
-        if share >= cfg.stripes_share and amp > best[0]:
-            best = (amp, share, period, name)
+        amp, share, k = _periodic(d.mean(axis=axis))
+        if share < cfg.stripes_share or amp <= best[0]:
+            continue
+        # bands are added to the picture; a periodic texture that disappeared (a fence
+        # behind a cover) also shows in the difference, but weaker in the picture than
+        # in the reference
+        if _spectrum(m.pic.mean(axis=axis))[k] <= _spectrum(ref.pic.mean(axis=axis))[k]:
+            continue
+        best = (amp, share, int(round(d.shape[1 - axis] / k)), name)
     amp, share, period, name = best
     return Verdict("video_stripes", amp >= cfg.stripes_amp, amp, cfg.stripes_amp,
                    f"; {name or 'no'} bands, amplitude {amp:.1f} levels, period {period} px, "
@@ -429,6 +478,9 @@ def detect_occlusion(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()) -
     flat = m.cell_std < np.maximum(cfg.flat_std, cfg.occl_std_ratio * ref.cell_std)
     lost = m.cell_entropy <= ref.cell_entropy - cfg.occl_entropy_drop
     collapsed = (m.cell_edges < cfg.occl_edge_ratio * ref.cell_edges) & (flat | lost) & textured
+    if ref.cell_mean is not None and ref.cell_mean.shape == m.cell_mean.shape:
+        # blur keeps each cell's mean level, a cover (an object) changes it
+        collapsed &= np.abs(m.cell_mean - ref.cell_mean) >= cfg.occl_mean_delta
     score = float(collapsed.sum()) / n
     return Verdict("video_occluded", score >= cfg.occl_frac, score, cfg.occl_frac,
                    f"; share of textured cells with edges and entropy collapsed ({int(collapsed.sum())}/{n})")
@@ -479,7 +531,8 @@ def detect_scene_change(m: Metrics, ref: Reference, cfg: VqdConfig = VqdConfig()
     else:
         detail = f"; correlation with the reference {sim:.2f}, displacement {disp:.3f}"
         thr = cfg.shift_frac if not changed else 1.0 - cfg.similarity_min
-    return Verdict("video_scene_change", moved or changed, score, thr, detail)
+    return Verdict("video_scene_change", moved or changed, score, thr, detail,
+                   "moved" if moved else "changed" if changed else "")
 
 
 # ------------------------------------------------------------------ one camera
@@ -498,9 +551,12 @@ class CameraVqd:
     * black / no-signal: nothing else is judged (the picture carries no information);
     * too dark / too bright: the exposure hides texture, so blur, occlusion, scene change,
       colour cast, noise and stripes are not judged;
-    * occluded: blur and scene change are dropped (a cover drags both with it);
+    * a displacement of the whole view (the camera moved): stripes and noise are dropped (a
+      periodic facade or new texture moving into view is not interference);
+    * stripes: noise is dropped (rolling bands change every sample too);
     * noise or stripes: blur, occlusion and scene change are dropped (interference changes
-      edges and correlation; report the cause).
+      edges and correlation; report the cause);
+    * occluded: blur and scene change are dropped (a cover drags both with it).
 
     While the reference is being learned only black, no-signal, frozen and exposure are
     judged; the reference is learned from samples none of those flag."""
@@ -545,8 +601,10 @@ class CameraVqd:
                  chroma: tuple[float, float] | None = None) -> Sample:
         cfg = self.cfg
         m = measure(pic, cfg, chroma)
+        tmad = (float(np.median(_cells(np.abs(m.pic - self.prev.pic), *cfg.grid)))
+                if self.prev is not None and self.prev.pic.shape == m.pic.shape else None)
         v: dict[str, Verdict | None] = dict.fromkeys(KINDS)
-        v["video_black"] = detect_black(m, cfg)
+        v["video_black"] = detect_black(m, cfg, self.reference)
         v["video_no_signal"] = detect_uniform(m, cfg)
         blank = v["video_black"].bad or v["video_no_signal"].bad
         exposure = False
@@ -563,8 +621,13 @@ class CameraVqd:
             v["video_occluded"] = detect_occlusion(m, ref, cfg)
             v["video_scene_change"] = detect_scene_change(m, ref, cfg)
             v["video_colour_cast"] = detect_colour_cast(m, ref, cfg)
-            v["video_noise"] = detect_noise(m, ref, cfg)
+            v["video_noise"] = detect_noise(m, ref, cfg, tmad)
             v["video_stripes"] = detect_stripes(m, ref, cfg)
+            sc = v["video_scene_change"]
+            if sc is not None and sc.bad and sc.cause == "moved":
+                v["video_stripes"] = v["video_noise"] = None
+            if _bad(v["video_stripes"]):
+                v["video_noise"] = None
             if _bad(v["video_noise"]) or _bad(v["video_stripes"]):
                 v["video_blur"] = v["video_occluded"] = v["video_scene_change"] = None
             if _bad(v["video_occluded"]):
@@ -573,7 +636,7 @@ class CameraVqd:
                 v["video_scene_change"] = None
         elif (ref is None and not blank and not exposure
               and not (v["video_frozen"] and v["video_frozen"].bad)):
-            self.reference = self._builder.add(m, wall_ms)
+            self.reference = self._builder.add(m, wall_ms, tmad)
         self.prev, self.prev_ms = m, wall_ms
         return Sample(wall_ms, v, m)
 
