@@ -102,6 +102,12 @@ class Viewer:
         self.epoch = -1  # the init segment may have been in what was dropped: send it again
         self.drops += 1
 
+    def pop(self) -> bytes | dict:
+        item = self.queue.popleft()
+        if isinstance(item, bytes):
+            self.queued_bytes -= len(item)
+        return item
+
     async def next(self) -> bytes | dict | None:
         """The next message, or None once closed."""
         while not self.queue:

@@ -131,6 +131,8 @@ async def live(websocket: WebSocket, camera_id: int) -> None:
 
 async def _next(viewer, *watch: asyncio.Task):
     """The viewer's next message, or None when the client left or the session ended."""
+    if viewer.queue and not any(t.done() for t in watch):
+        return viewer.pop()  # the common case under load: no task per message
     nxt = asyncio.ensure_future(viewer.next())
     done, _ = await asyncio.wait({nxt, *watch}, return_when=asyncio.FIRST_COMPLETED)
     if nxt in done:

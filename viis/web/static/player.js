@@ -150,6 +150,7 @@ export class MaskOverlay {
 
 const MAX_LAG_S = 1.2;      // further behind than this: skip to the next keyframe
 const MAX_AGE_S = 1.0;      // a keyframe older than this on arrival is skipped
+const KEY_ONLY_S = 10;      // keyframes-only spell after repeated decoder lag
 const CATCH_UP_LAG_S = 0.3; // behind by more than this: play a little faster
 const STALL_MS = 4000;      // no frame for this long: the socket is presumed dead
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
@@ -175,6 +176,7 @@ export class LivePlayer {
     this.attempt = 0;
     this.stopped = false;
     this.offsets = [];
+    this.keyOnlyUntil = 0;
     this.clockOffset = 0; // server ms - page ms, from the best probe
     this.video = h("video", { muted: true, autoplay: true, playsinline: true,
       "disablepictureinpicture": true });
@@ -186,6 +188,7 @@ export class LivePlayer {
     container.append(this.root);
     this.overlay = new MaskOverlay(this.video, this.canvas);
     this.video.addEventListener("playing", () => { if (this.state !== "playing") this._set("playing"); });
+    this._watchDecoder();
   }
 
   async start() {
@@ -257,6 +260,7 @@ export class LivePlayer {
         const age = (Date.now() + this.clockOffset - msg.wall_ms) / 1000;
         this.staleKey = !this.startKey && age > MAX_AGE_S; // not the GOP a new view starts with
         this.age = age;
+        this.keyT = msg.t;
       } else if (msg.type === "init") this._init(msg);
       else if (msg.type === "lost") this._lost();
       else if (msg.type === "time") {
@@ -270,7 +274,13 @@ export class LivePlayer {
     this.lastData = performance.now();
     if (!this.sink) return;
     const key = isKeyFragment(ev.data);
-    if (key && this.staleKey) {
+    if (performance.now() < this.keyOnlyUntil) {
+      // The page cannot decode this camera in real time: show its keyframes only, fresh.
+      if (!key) return;
+      this.skipping = false;
+      this.staleKey = false;
+      this.jumpToKey = true;
+    } else if (key && this.staleKey) {
       // Behind real time: decode nothing until a fresh keyframe, then show it at once —
       // the client-side twin of the server's drop to a keyframe.
       this.staleKey = false;
@@ -310,6 +320,30 @@ export class LivePlayer {
     this._set("lost");
   }
 
+  /** The decoder can fall behind the playhead on a busy machine (frames decoded late are
+   *  dropped, the picture shown gets old while currentTime looks live). Compare the media
+   *  time of each presented frame with the newest frame received: when it is more than
+   *  MAX_LAG_S behind, skip to the next keyframe; when that happens twice within
+   *  KEY_ONLY_S, show keyframes only for KEY_ONLY_S. */
+  _watchDecoder() {
+    const v = this.video;
+    if (!v.requestVideoFrameCallback) return;
+    const onFrame = (now, meta) => {
+      if (this.stopped) return;
+      const e = this.sink && this.sink.edge();
+      if (e && !this.skipping && e[1] - meta.mediaTime > MAX_LAG_S) {
+        this.skipping = true;
+        if (now - (this.lastDecoderSkip || -1e9) < KEY_ONLY_S * 1000) {
+          this.keyOnlyUntil = now + KEY_ONLY_S * 1000;
+          this.keyOnly = (this.keyOnly || 0) + 1;
+        }
+        this.lastDecoderSkip = now;
+      }
+      v.requestVideoFrameCallback(onFrame);
+    };
+    v.requestVideoFrameCallback(onFrame);
+  }
+
   /** Stay at the live edge: catch up gently when a little behind, jump when far behind. */
   _follow() {
     const v = this.video, e = this.sink && this.sink.edge();
@@ -318,7 +352,7 @@ export class LivePlayer {
     const lag = end - v.currentTime;
     if (this.jumpToKey) {
       this.jumpToKey = false;
-      v.currentTime = start; // the range that begins with the keyframe just appended
+      v.currentTime = this.keyT; // the keyframe just appended (its time from the "key" message)
     } else if (v.currentTime < start) {
       v.currentTime = Math.max(start, end - 0.1);
     } else if (lag > MAX_LAG_S) {
