@@ -479,7 +479,7 @@ export default async function render(root, ctx) {
     tl.setCursor(now);
     clear(posText).append(data("span", shanghai(now, true)));
     root.dataset.positionMs = Math.round(now);
-    const ready = players.length && players.every((p) => p.has(now) && p.video.readyState >= 2 &&
+    const ready = players.length && players.every((p) => p.has(now) && p.video.readyState >= 2 && !p.video.seeking &&
       Math.abs(p.video.currentTime - p.mediaOf(now)) < 0.002);
     root.dataset.frameReady = ready && !clock.playing ? "1" : "0";
   }
