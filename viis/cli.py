@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -23,6 +24,16 @@ def _app(args):
     settings = load_settings(args.config)
     configure(settings.log.level, settings.log.json_format)
     return App.open(settings)
+
+
+def _cli_actor() -> str:
+    """Who changed something from the command line, for the audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid {os.getuid()}"
 
 
 def _print(obj, as_json: bool) -> None:
@@ -71,7 +82,7 @@ def cmd_camera_add(args) -> int:
             name=args.name, main_url=args.url, sub_url=args.sub_url, username=args.username,
             password=args.password, site=args.site or "", location_type=args.location_type,
             security_level=args.security_level, retention_days=args.retention_days,
-            priority=args.priority))
+            priority=args.priority), actor=_cli_actor())
         _print(public_view(cam), args.json)
     return 0
 
@@ -89,7 +100,7 @@ def cmd_camera_set(args) -> int:
             v.lower() == "true" if v.lower() in ("true", "false") else v)
     cid = _camera_id(app, args.camera)
     with app.db.session() as s:
-        _print(public_view(app.cameras.update(s, cid, changes)), args.json)
+        _print(public_view(app.cameras.update(s, cid, changes, actor=_cli_actor())), args.json)
     return 0
 
 

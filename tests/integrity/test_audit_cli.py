@@ -78,3 +78,16 @@ def test_an_unusable_checkpoint_file_is_a_clear_error(app, tmp_path, capsys, con
     assert code == 2 and "viis:" in err
     code, _, err = run(capsys, "audit", "verify", "--checkpoint", str(tmp_path / "missing.json"))
     assert code == 2 and "cannot read" in err
+
+
+def test_camera_changes_from_the_command_line_name_the_os_user(app, capsys):
+    import getpass
+
+    from viis.integrity.audit import AuditLog
+
+    assert run(capsys, "camera", "add", "gate", "rtsp://10.0.0.1/s")[0] == 0
+    assert run(capsys, "camera", "set", "gate", "retention_days=45")[0] == 0
+    with app.db.session() as s:
+        got = [(e.kind, e.actor) for e in AuditLog(s).search(limit=3)]
+    who = f"cli:{getpass.getuser()}"
+    assert got == [("retention.change", who), ("camera.update", who), ("camera.create", who)]
