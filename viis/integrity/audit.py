@@ -65,7 +65,8 @@ KINDS = (
     "retrieval.session_open",
     "footage.live", "footage.playback", "footage.snapshot", "footage.export",
     "footage.timeline", "footage.denied",
-    "mask.lift", "mask.lift.approve",
+    "evidence.export",
+    "mask.replace", "mask.lift", "mask.lift.approve", "mask.lift.refuse",
     "chain.heads",
 )
 
