@@ -138,6 +138,14 @@ class Health:
         self.notifier.close()
 
 
+def ensure_initial_admin(app: App) -> None:
+    """First start: the console's administrator, password in <data_dir>/initial-admin-password."""
+    from viis.access.identity import IdentityService
+
+    with app.db.session() as s:
+        IdentityService(app.clock).ensure_initial_admin(s, app.settings.data_dir)
+
+
 async def serve(app: App) -> None:
     import uvicorn
 
@@ -146,6 +154,7 @@ async def serve(app: App) -> None:
 
     fleet = start_simcams(app) if wants_simcams(app) else None
     app.seed_cameras()
+    ensure_initial_admin(app)
     recorder = Recorder(app)
     await recorder.start()
     health = Health(app, recorder, fleet.cycle_ms if fleet else None) \
@@ -169,6 +178,8 @@ async def serve(app: App) -> None:
     log.info("viis_stopping")
     server.should_exit = True
     tasks[1].cancel()
+    if getattr(api.state, "live", None) is not None:
+        await api.state.live.close()  # live view: sub-stream sessions
     await recorder.stop()
     if health is not None:
         health.close()

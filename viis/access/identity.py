@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyotp
 from argon2 import PasswordHasher
@@ -41,6 +43,9 @@ MIN_PASSWORD = 12
 MAX_PASSWORD = 256
 SESSION_PREFIX = "vs_"
 API_TOKEN_PREFIX = "vt_"
+INITIAL_ADMIN = "admin"
+INITIAL_ORG = "VIIS"
+INITIAL_PASSWORD_FILE = "initial-admin-password"
 
 
 class SignInFailed(ViisError):
@@ -408,6 +413,32 @@ class IdentityService:
         valid = {r.topic for r in self.training(s, user_id)
                  if r.completed_ms <= now < r.valid_until_ms}
         return all(t in valid for t in TRAINING_TOPICS)
+
+    # --- first start -------------------------------------------------------------------
+    def ensure_initial_admin(self, s: Session, data_dir) -> User | None:
+        """At first start (no user at all) create the administrator ``admin`` with a random
+        password written to ``<data_dir>/initial-admin-password`` (mode 0600, never logged)
+        and a forced change at first sign-in. Returns the new user, or None when users exist.
+
+        The account is a platform administrator and an operator on duty in its own using
+        unit, clearance 5, so the console can be run end to end; like every user it sees no
+        footage until skills and confidentiality training are on record (Q19.2, N16.1)."""
+        if s.scalar(select(User.id).limit(1)) is not None:
+            return None
+        org = s.scalar(select(Organisation).where(Organisation.name == INITIAL_ORG)) \
+            or self.add_organisation(s, INITIAL_ORG, policy.USING_UNIT)
+        password = secrets.token_urlsafe(18)
+        path = Path(data_dir) / INITIAL_PASSWORD_FILE
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        user = self.add_user(s, login=INITIAL_ADMIN, display_name="Administrator",
+                             organisation_id=org.id, work_id="admin", password=password,
+                             roles={policy.PLATFORM_ADMIN, policy.OPERATOR}, clearance=5,
+                             must_change_password=True)
+        log.warning("initial_admin_created", login=INITIAL_ADMIN, password_file=str(path))
+        return user
 
     # --- principal ---------------------------------------------------------------------
     def principal(self, s: Session, user: User, session_id: int | None = None) -> Principal:

@@ -132,6 +132,13 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     from viis.web import routes_health
 
     api.include_router(routes_health.router)  # health wall and fault tickets (Q19.3, Q19.6)
+    from viis.web import routes_console
+
+    api.include_router(routes_console.router)  # the console's files: open, they hold no data
+    api.include_router(routes_console.settings_router)  # the user's language and saved wall
+    from viis.web import routes_live
+
+    routes_live.install(api, recorder)  # live view: WebSocket, the door checked per session
     routes_masks.install(api)  # privacy masks (Q9.2) and their two-person lifting
     from viis.web import routes_evidence
 
