@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clean-hours", type=float, default=12.0,
                     help="hours of every clean camera (6 cameras)")
     ap.add_argument("--quick", action="store_true", help="2 clean hours, one scene per fault")
+    ap.add_argument("--seeds", default="7,11",
+                    help="scene seeds of the fault episodes (other seeds = scenes the "
+                         "detectors were not tuned on)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/vqd_eval.json"))
     a = ap.parse_args(argv)
     if a.quick:
@@ -300,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     roi = scene_box(spec.width, spec.height)
     rule = PersistenceRule()  # the production default
     loss_ms = int(max(30.0, 3 * INTERVAL_MS / 1000) * 1000)  # HealthMonitor's default
-    seeds = (7,) if a.quick else (7, 11)
+    seeds = tuple(int(x) for x in a.seeds.split(","))[:1 if a.quick else None]
 
     print("rendering clean scenes ...", flush=True)
     clean = {s: render_set(spec, s) for s in seeds}
