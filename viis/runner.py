@@ -102,7 +102,7 @@ class Health:
     diagnosis and clock accuracy, all fed by the recorder's keyframe tap (Q19.3, Q18.1,
     N23.1; invariant 6)."""
 
-    def __init__(self, app: App, recorder, cycle_ms: int | None) -> None:
+    def __init__(self, app: App, recorder, cycle_ms: int | None, fleet=None) -> None:
         from viis.health.clock import ClockWatch
         from viis.health.monitor import HealthMonitor, PersistenceRule
         from viis.health.notify import Notifier
@@ -115,6 +115,8 @@ class Health:
         self.desk.start(h.ticket_sweep_s)
         with app.db.session() as s:
             simulated = {c.id for c in app.cameras.list(s) if c.name.startswith(SIM_PREFIX)}
+            sim_index = {c.id: int(c.name[len(SIM_PREFIX):]) - 1 for c in app.cameras.list(s)
+                         if c.name.startswith(SIM_PREFIX) and c.name[len(SIM_PREFIX):].isdigit()}
 
         def roi(camera_id, w, h_):  # the simulated cameras' burnt-in clock is not scene
             return scene_box(w, h_) if camera_id in simulated else None
@@ -125,8 +127,14 @@ class Health:
         rule = PersistenceRule(n=h.persist_n, m=h.persist_m, min_s=h.persist_s, clear_n=h.clear_n)
         self.monitor = HealthMonitor(app, recorder, interval_s=h.interval_s, rule=rule, roi=roi,
                                      loss_s=h.signal_loss_s)
+        def onvif(camera_id):  # the simulated cameras answer ONVIF GetSystemDateAndTime
+            i = sim_index.get(camera_id)
+            return fleet.onvif_url(i) if fleet is not None and i is not None and i < fleet.count \
+                else None
+
         self.clock = ClockWatch.attach(app, recorder, self.monitor, record_s=h.clock_record_s,
-                                       timecode_cycle=cycle if cycle_ms else None)
+                                       timecode_cycle=cycle if cycle_ms else None,
+                                       onvif_url=onvif if fleet is not None else None)
         from viis.health.checks import PeriodicChecks  # signal loss, storage quality (Q19.6)
 
         self.checks = PeriodicChecks(app, self.monitor).start()
@@ -157,7 +165,7 @@ async def serve(app: App) -> None:
     ensure_initial_admin(app)
     recorder = Recorder(app)
     await recorder.start()
-    health = Health(app, recorder, fleet.cycle_ms if fleet else None) \
+    health = Health(app, recorder, fleet.cycle_ms if fleet else None, fleet) \
         if app.settings.health.enabled else None
     api = create_app(app, recorder)
     api.state.health_monitor = health.monitor if health is not None else None  # health wall
