@@ -12,6 +12,7 @@ from viis.core.config import Settings, load_settings
 from viis.core.logging import configure, get_logger
 from viis.core.metrics import store_forecast_days
 from viis.health.faults import clear_fault, raise_fault
+from viis.integrity.audit import checkpoint_due
 from viis.media.capacity import forecast
 from viis.media.retention import over_retention, sweep
 from viis.registry.service import CameraInput
@@ -70,6 +71,11 @@ async def housekeeping(app: App) -> None:
             await loop.run_in_executor(None, _forecast, app)
         except Exception:
             log.exception("forecast_failed")
+        try:  # sign the audit log and pin the footage chains (invariant 2)
+            await loop.run_in_executor(None, checkpoint_due, app.db, app.clock, st.data_dir,
+                                       int(st.audit.checkpoint_interval_s * 1000))
+        except Exception:
+            log.exception("audit_checkpoint_failed")
         await asyncio.sleep(60)
 
 
