@@ -142,6 +142,11 @@ EXPECT.update({
     ("GET", "/api/me/settings"): ALL,
     ("PUT", "/api/me/settings"): ALL,
 })
+# The tamper-evident audit log (invariant 2): read by auditors and platform admins only.
+EXPECT.update({
+    ("GET", "/api/audit"): {"auditor", "platform_admin", "bootstrap"},
+    ("GET", "/api/audit/checkpoint"): {"auditor", "platform_admin", "bootstrap"},
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 

@@ -35,6 +35,7 @@ from viis.access.policy import Principal
 from viis.core.clock import Clock, iso_utc
 from viis.core.errors import NotFound, ValidationFailed, ViisError
 from viis.core.logging import get_logger
+from viis.integrity.audit import AuditLog
 
 log = get_logger("viis.access.identity")
 
@@ -285,6 +286,8 @@ class IdentityService:
         s.add(sess)
         s.flush()
         log.info("sign_in", user_id=user.id, session_id=sess.id)
+        AuditLog(s, self.clock).append("auth.login", actor=user.login, subject=f"user {user.id}",
+                                       details={"session_id": sess.id})
         return SignIn(token, sess, user)
 
     def authenticate(self, s: Session, login: str, password: str, code: str | None = None) -> User:
@@ -295,6 +298,8 @@ class IdentityService:
         user = s.scalar(select(User).where(User.login == login.strip()))
         if user is not None and user.locked_until_ms is not None and now < user.locked_until_ms:
             log.warning("sign_in_locked", user_id=user.id)
+            AuditLog(s, self.clock).append("auth.login_failed", actor=login, subject=f"user {user.id}",
+                                           details={"locked_until_ms": user.locked_until_ms})
             raise AccountLocked(user.locked_until_ms)
         ok = self._verify(user, password)
         if ok and user is not None and user.totp_enabled:
@@ -303,6 +308,11 @@ class IdentityService:
             if user is not None:
                 self._failed(user, now)
             log.warning("sign_in_failed", login=login[:64])
+            AuditLog(s, self.clock).append(
+                "auth.locked" if user is not None and user.locked_until_ms == now + self.lockout_ms
+                else "auth.login_failed", actor=login,
+                subject=f"user {user.id}" if user is not None else "unknown login",
+                details={"known_user": user is not None})
             raise SignInFailed("sign-in failed: login, password or one-time code is wrong")
         user.failed_logins = 0
         user.locked_until_ms = None
@@ -340,6 +350,10 @@ class IdentityService:
         if sess is not None and sess.revoked_ms is None:
             sess.revoked_ms = self.clock.wall_ms()
             log.info("sign_out", user_id=sess.user_id, session_id=sess.id)
+            who = s.get(User, sess.user_id)
+            AuditLog(s, self.clock).append("auth.logout", actor=who.login if who else None,
+                                           subject=f"user {sess.user_id}",
+                                           details={"session_id": sess.id})
 
     def revoke_all(self, s: Session, user_id: int, except_session: int | None = None) -> None:
         now = self.clock.wall_ms()

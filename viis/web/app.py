@@ -143,4 +143,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     from viis.web import routes_evidence
 
     routes_evidence.install(api)  # signed evidence packages of a retrieval session (Q24.1)
+    from viis.web import routes_audit
+
+    api.include_router(routes_audit.router)  # the audit log: search, signed checkpoints
     return api
