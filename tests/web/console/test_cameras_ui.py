@@ -9,11 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-import pytest
-
-pytest.importorskip("tests.web.console.helpers",
-                    reason="the console fixtures (conftest.py, helpers.py) are not in this tree yet")
-from tests.web.console.helpers import wait_until  # noqa: E402
+from tests.web.console.helpers import wait_until
 
 
 def _png(w: int = 32, h: int = 24) -> bytes:

@@ -14,10 +14,7 @@ import numpy as np
 import pytest
 
 from tests.media.recording import rows
-
-pytest.importorskip("tests.web.console.helpers",
-                    reason="the console fixtures (conftest.py, helpers.py) are not in this tree yet")
-from tests.web.console.helpers import assert_all_translated, grab_frames, screenshot, wait_until  # noqa: E402
+from tests.web.console.helpers import assert_all_translated, grab_frames, screenshot, wait_until
 
 # the polygon, normalised to the full picture (a rectangle drawn as four corners)
 X0, Y0, X1, Y1 = 0.30, 0.40, 0.62, 0.72

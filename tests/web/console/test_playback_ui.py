@@ -11,10 +11,7 @@ import time
 import pytest
 
 from tests.media.recording import rows
-
-pytest.importorskip("tests.web.console.helpers",
-                    reason="the console fixtures (conftest.py, helpers.py) are not in this tree yet")
-from tests.web.console.helpers import assert_all_translated, read_timecodes, screenshot, wait_until  # noqa: E402
+from tests.web.console.helpers import assert_all_translated, read_timecodes, screenshot, wait_until
 from viis.simcam.timecode import resolve_capture_ms
 
 FRAME_MS = 40  # the console's simulated cameras run at 25 fps
