@@ -94,14 +94,6 @@ EXPECT.update({
     ("POST", "/api/compliance/tips/{tip_id}/dismiss"): POLICE,
     ("POST", "/api/compliance/tips/{tip_id}/inspect"): POLICE,
 })
-# Camera administration in the console (issue 3): "test connection" probes a stream for the
-# admins who add cameras; signage photos (Q17.1, N13.1) are uploaded by them, seen by all.
-EXPECT.update({
-    ("POST", "/api/cameras/probe"): ADMINS,
-    ("PUT", "/api/cameras/{camera_id}/signage"): ADMINS,
-    ("GET", "/api/cameras/{camera_id}/signage"): ALL,
-    ("GET", "/api/cameras/location-types"): ALL,
-})
 # Privacy masks (Q9.2, N13.1): read by whoever may view some camera live and by the admins
 # who draw them; written by admins; lifting asked by retrieval staff, approved by a second,
 # deciding user (viis.access.policy mask.*).
@@ -123,6 +115,56 @@ EXPECT.update({
     ("GET", "/api/retrievals/{request_id}/sessions/{session_id}/exports/{job_id}/package.zip"):
         FILERS,
 })
+# Camera administration in the console (issue 3): "test connection" probes a stream for the
+# admins who add cameras; signage photos (Q17.1, N13.1) are uploaded by them, seen by all.
+EXPECT.update({
+    ("POST", "/api/cameras/probe"): ADMINS,
+    ("PUT", "/api/cameras/{camera_id}/signage"): ADMINS,
+    ("GET", "/api/cameras/{camera_id}/signage"): ALL,
+    ("GET", "/api/cameras/location-types"): ALL,
+})
+# The tamper-evident audit log (invariant 2): read by auditors and platform admins only.
+EXPECT.update({
+    ("GET", "/api/audit"): {"auditor", "platform_admin", "bootstrap"},
+    ("GET", "/api/audit/checkpoint"): {"auditor", "platform_admin", "bootstrap"},
+})
+# The compliance register, live findings, filings, the police intake and reports (issue 6):
+# unit admins keep the register and file; auditors and the police read it; the bureau owns the
+# zones and the unit keys; the intake is open (the signature authenticates).
+REG_READ = {"unit_admin", "auditor", "police_investigator", "bureau_approver", "platform_admin", "bootstrap"}
+EXPECT.update({
+    ("GET", "/api/compliance/units"): REG_READ,
+    ("POST", "/api/compliance/units"): ADMINS,
+    ("GET", "/api/compliance/sites"): REG_READ,
+    ("POST", "/api/compliance/sites"): ADMINS,
+    ("PATCH", "/api/compliance/sites/{code}"): ADMINS,
+    ("GET", "/api/compliance/systems"): REG_READ,
+    ("POST", "/api/compliance/systems"): ADMINS,
+    ("PATCH", "/api/compliance/systems/{code}"): ADMINS,
+    ("PUT", "/api/compliance/cameras/{camera_id}/link"): ADMINS,
+    ("GET", "/api/compliance/zones"): REG_READ,
+    ("POST", "/api/compliance/zones"): {"bureau_approver", "platform_admin", "bootstrap"},
+    ("POST", "/api/compliance/consents"): ADMINS,
+    ("GET", "/api/compliance/consents/{consent_id}/document"): REG_READ,
+    ("GET", "/api/compliance/units/{code}/snapshot"): REG_READ,
+    ("GET", "/api/compliance/units/{code}/findings"): REG_READ,
+    ("GET", "/api/compliance/units/{code}/changes"): REG_READ,
+    ("GET", "/api/compliance/signing-key"): REG_READ,
+    ("GET", "/api/compliance/filings"): REG_READ,
+    ("POST", "/api/compliance/filings"): ADMINS,
+    ("GET", "/api/compliance/filings/{filing_id}"): REG_READ,
+    ("GET", "/api/compliance/filings/{filing_id}/package.json"): REG_READ,
+    ("GET", "/api/compliance/filings/{filing_id}/filing.pdf"): REG_READ,
+    ("POST", "/api/compliance/filings/{filing_id}/submit"): ADMINS,
+    ("POST", "/api/compliance/filings/{filing_id}/receipt"): ADMINS,
+    ("POST", "/api/compliance/intake"): OPEN,
+    ("POST", "/api/compliance/intake/snapshots"): OPEN,
+    ("GET", "/api/compliance/units/{code}/snapshot.signed"): REG_READ,
+    ("POST", "/api/compliance/intake/keys"): {"bureau_approver", "platform_admin", "bootstrap"},
+    ("GET", "/api/compliance/intake/filings"): POLICE,
+    ("GET", "/api/compliance/reports/todo"): {"unit_admin", "auditor", "platform_admin", "bootstrap"},
+    ("GET", "/api/compliance/reports/dashboard"): POLICE,
+})
 # Health wall and fault tickets (Q19.3, Q19.6): those who watch and inspect read it; the
 # maintainer and the unit's administrators work the tickets.
 TICKET_WORK = {"maintainer", "unit_admin", "platform_admin", "bootstrap"}
@@ -141,11 +183,6 @@ EXPECT.update({
     ("GET", "/static/{name:path}"): OPEN,
     ("GET", "/api/me/settings"): ALL,
     ("PUT", "/api/me/settings"): ALL,
-})
-# The tamper-evident audit log (invariant 2): read by auditors and platform admins only.
-EXPECT.update({
-    ("GET", "/api/audit"): {"auditor", "platform_admin", "bootstrap"},
-    ("GET", "/api/audit/checkpoint"): {"auditor", "platform_admin", "bootstrap"},
 })
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
