@@ -138,3 +138,12 @@ def test_retention_removals_are_recorded_with_their_tombstones(footage, db, cloc
         heads = AuditLog(s, clock).search(kind="chain.heads")[0]
         assert f'"{cam.uid}":{{"hash":"{seg.chain_hash}","seq":{seg.seq}}}' in heads.details
         assert verify_log(s, signer_for(data).public_pem()).ok
+
+
+def test_refused_admin_actions_are_recorded(tmp_path, db, clock):
+    w = World(tmp_path, db, clock)
+    assert w.c("op1").get("/api/users").status_code == 403
+    assert w.c("op1").get("/api/audit").status_code == 403
+    denied = entries(w, "access.denied")
+    assert [(e["actor"], e["subject"], e["details"]["path"]) for e in denied] == \
+        [("op1", "user.read", "/api/users"), ("op1", "audit.read", "/api/audit")]

@@ -66,6 +66,7 @@ KINDS = (
     "footage.live", "footage.playback", "footage.snapshot", "footage.export",
     "footage.timeline", "footage.denied",
     "evidence.export",
+    "access.denied",
     "mask.replace", "mask.lift", "mask.lift.approve", "mask.lift.refuse",
     "chain.heads",
 )

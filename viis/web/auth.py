@@ -103,11 +103,33 @@ def allow(action: str) -> Callable[[Request], Principal]:
         p = require_user(request)
         if p.must_change_password and action != "self":
             raise Forbidden("change your password first (POST /api/me/password)")
-        return check_admin(p, action)
+        try:
+            return check_admin(p, action)
+        except Forbidden as e:
+            _audit_denied(request, p, action, str(e))
+            raise
 
     dependency.__name__ = f"allow_{action.replace('.', '_')}"
     dependency.action = action  # type: ignore[attr-defined]
     return dependency
+
+
+def _audit_denied(request: Request, p: Principal, action: str, reason: str) -> None:
+    """A refused admin action is an audit entry (footage refusals are the door's). The
+    request is refused whether or not the entry can be written."""
+    from viis.integrity.audit import AuditLog
+
+    app = request.app.state.viis
+    try:
+        with app.db.session() as s:
+            AuditLog(s, app.clock).append("access.denied", actor=p, subject=action,
+                                          details={"method": request.method,
+                                                   "path": request.url.path[:300],
+                                                   "reason": reason[:500]})
+    except Exception:  # noqa: BLE001 - refused anyway; the failure is logged
+        from viis.core.logging import get_logger
+
+        get_logger(__name__).exception("audit_denied_write_failed", action=action)
 
 
 def footage_scope(request: Request, p: Principal | None) -> Scope | None:
