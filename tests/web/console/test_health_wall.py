@@ -126,7 +126,17 @@ def test_health_wall_shows_the_fault_and_its_ticket_and_the_maintainer_acts(cons
     req.wait_for(state="detached", timeout=20_000)
     assert _ticket(console, faulty)["emergency_measure"] == "spare camera on the same pole"
 
-    # the camera's 30-day history: a bar per day, the fault, clock readings
+    # the repair recorded from the page, with its note
+    page.fill(f"#health-note-{ticket['id']}", "lens cleaned")
+    page.click(f"#health-repair-{ticket['id']}")
+    page.locator(f'#health-ticket-{ticket["id"]}[data-state="repaired"]').wait_for(timeout=20_000)
+    assert _ticket(console, faulty)["repair_note"] == "lens cleaned"
+
+    # the camera's 30-day history: a bar per day, the fault, clock readings (first wait for a
+    # finished segment: availability counts what the index holds)
+    with console.http() as http:
+        wait_until(lambda: [c for c in http.get("/api/health/cameras").json()["cameras"]
+                            if c["id"] == faulty][0]["availability_24h"], 60, 0.5)
     page.click(f"#health-open-{faulty}")
     page.locator("#health-bars").wait_for()
     assert page.locator("#health-bars .bar").count() == 30
