@@ -189,3 +189,22 @@ def test_the_buttons_are_hidden_from_users_who_may_not_work_tickets(console, new
     assert_all_translated(page, "en")
     with console.http(token) as http:
         assert http.post(f"/api/health/tickets/{t['id']}/ack").status_code == 403
+
+
+def test_a_camera_that_cannot_be_reached_is_offline_on_the_wall(console, browser_page):
+    """A registered camera whose address answers nothing has no recording: its tile says
+    offline (not healthy-recording), and the offline filter shows it alone."""
+    with console.http() as http:
+        r = http.post("/api/cameras", json={"name": "unplugged", "main_url": "rtsp://127.0.0.1:9/none",
+                                            "site": "test site"})
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+    page = browser_page
+    page.goto(f"{console.url}/#/health")
+    tile = page.locator(f"#health-tile-{cid}")
+    tile.wait_for()
+    assert tile.get_attribute("data-status") == "offline"
+    assert page.locator(f"#health-status-{cid}").inner_text() == "Offline"
+    page.select_option("#health-filter", "offline")
+    assert page.locator(".health-tile").count() == 1 and tile.count() == 1
+    assert_all_translated(page, "en")
