@@ -378,3 +378,39 @@ def test_the_plain_mp4_route_gives_no_unmasked_copy(ev):
     lid = ev.w.c("inv1").post(lifts, json={"camera_id": ev.w.cams[0], "reason": "scene"}).json()["id"]
     ev.w.c("appr").post(f"{lifts}/{lid}/approve", json={})
     assert ev.w.c("inv1").get(f"/api/cameras/{ev.w.cams[0]}/export.mp4?{q}").status_code == 200
+
+
+def _luma(jpeg: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(jpeg)) as c:
+        f = next(c.decode(video=0))
+        return f.to_ndarray(format="gray")
+
+
+def test_snapshots_carry_the_masks_in_their_pixels(ev):
+    """Q9.2, N13.1: a snapshot is a still copy, so its masks are painted into it; only a user
+    who may set masks (the editor, asking unmasked=true) or an approved lift sees under them."""
+    cam = ev.w.cams[0]
+    at = ev.t0 + 3000
+    url = f"/api/cameras/{cam}/snapshot.jpg?at={at}"
+    before = _luma(ev.w.c("inv1").get(url).content)
+    h, w = before.shape
+    inner = (slice(int(0.1 * h) + 4, int(0.5 * h) - 4), slice(int(0.1 * w) + 4, int(0.4 * w) - 4))
+    outside = (slice(int(0.6 * h), int(0.9 * h)), slice(int(0.5 * w), int(0.9 * w)))
+    assert before[inner].std() > 10  # picture there while no mask is set
+    assert ev.site.admin.put(f"/api/cameras/{cam}/privacy-masks",
+                             json={"masks": [WINDOW]}).status_code == 200
+    for q in ("", "&unmasked=true"):  # an investigator cannot ask the masks away
+        y = _luma(ev.w.c("inv1").get(url + q).content)
+        assert y[inner].max() <= 24, "mask pixels must be opaque black"
+        assert abs(float(y[outside].mean()) - float(before[outside].mean())) < 3
+    ev.site.user("editor", ("unit_admin", "operator_on_duty"))  # may view and set masks
+    editor = ev.w.c("editor")
+    r = editor.get(url + "&unmasked=true")  # the mask editor's picture
+    assert r.status_code == 200, r.text
+    assert _luma(r.content)[inner].std() > 10
+    assert _luma(editor.get(url).content)[inner].max() <= 24  # masked unless asked
+    ev.site.api.state.mask_lifting.enabled = True  # an approved lift shows the picture
+    lifts = f"/api/retrievals/{ev.rid}/mask-lifts"
+    lid = ev.w.c("inv1").post(lifts, json={"camera_id": cam, "reason": "scene"}).json()["id"]
+    assert ev.w.c("appr").post(f"{lifts}/{lid}/approve", json={}).status_code == 200
+    assert _luma(ev.w.c("inv1").get(url).content)[inner].std() > 10

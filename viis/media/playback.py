@@ -84,8 +84,11 @@ def _prune(export_dir: Path) -> None:
             pass
 
 
-def snapshot(s: Session, root: Path, camera_id: int, at_ms: int, *, quality: int = 3) -> bytes:
-    """JPEG of the frame shown at ``at_ms`` (decoded from the keyframe before it)."""
+def snapshot(s: Session, root: Path, camera_id: int, at_ms: int, *, quality: int = 3,
+             masks=()) -> bytes:
+    """JPEG of the frame shown at ``at_ms`` (decoded from the keyframe before it). ``masks``
+    (privacy polygons, Q9.2/N13.1) are painted opaque black into the picture before encoding:
+    a snapshot is a still copy, so it carries its masks in its pixels."""
     segs = segments_between(s, camera_id, at_ms, at_ms + 1)
     if not segs:
         raise NotFound("no footage of this camera at that time")
@@ -106,12 +109,33 @@ def snapshot(s: Session, root: Path, camera_id: int, at_ms: int, *, quality: int
     enc.pix_fmt = "yuvj420p"
     enc.time_base = Fraction(1, 25)
     enc.options = {"qmin": str(quality), "qmax": str(quality)}
+    picture = frame.reformat(format="yuvj420p")
+    if masks:
+        picture = _masked(picture, masks)
     out = io.BytesIO()
-    for pkt in enc.encode(frame.reformat(format="yuvj420p")):
+    for pkt in enc.encode(picture):
         out.write(bytes(pkt))
     for pkt in enc.encode(None):
         out.write(bytes(pkt))
     return out.getvalue()
+
+
+def _masked(picture: av.VideoFrame, masks) -> av.VideoFrame:
+    """``picture`` (yuvj420p) with the masked pixels black, grown like burned-in exports."""
+    from viis.media.burn import mask_bitmap
+
+    w, h = picture.width, picture.height  # 4:2:0 pictures have even sizes
+    planes = picture.to_ndarray()  # (h * 3 / 2, w): Y, then the U and V quarter planes
+    cover = mask_bitmap(masks, w, h)
+    planes[:h][cover] = 0
+    chroma = cover.reshape(h // 2, 2, w // 2, 2).any(axis=(1, 3))
+    u = planes[h: h + h // 4].reshape(h // 2, w // 2)
+    v = planes[h + h // 4: h + h // 2].reshape(h // 2, w // 2)
+    u[chroma] = 128
+    v[chroma] = 128
+    out = av.VideoFrame.from_ndarray(planes, format="yuvj420p")
+    out.pts, out.time_base = picture.pts, picture.time_base
+    return out
 
 
 def mse(s: Session, root: Path, camera_id: int, from_ms: int, to_ms: int) -> Iterator[bytes]:

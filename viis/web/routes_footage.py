@@ -80,12 +80,7 @@ def _no_unmasked_copy(request: Request, s, camera_id: int) -> None:
     from viis.access.policy import Forbidden
     from viis.registry.masks import masks_for
 
-    if not masks_for(s, camera_id):
-        return
-    scope = footage_scope(request, principal(request))
-    lifting = getattr(request.app.state, "mask_lifting", None)
-    if scope is not None and scope.request_id is not None and lifting is not None and \
-            lifting.in_force(s, scope.request_id, camera_id) is not None:
+    if not masks_for(s, camera_id) or _lift_in_force(request, s, camera_id):
         return
     raise Forbidden(f"camera {camera_id} has privacy masks: export it as an evidence package "
                     "of your retrieval session (POST /api/retrievals/{id}/sessions/{sid}/"
@@ -93,11 +88,34 @@ def _no_unmasked_copy(request: Request, s, camera_id: int) -> None:
 
 
 @router.get("/snapshot.jpg")
-def get_snapshot(camera_id: int, at: str, request: Request) -> Response:
+def get_snapshot(camera_id: int, at: str, request: Request, unmasked: bool = False) -> Response:
+    """A still of the camera at ``at`` with its privacy masks painted in (Q9.2, N13.1): a
+    snapshot is a copy, so the masks are in its pixels, not drawn over by the browser.
+    ``unmasked=true`` is for the mask editor: only users who may set masks (``mask.write``),
+    or a session with an approved lift in force, get the picture under them."""
+    from viis.registry.masks import masks_for
+
     t, _ = _range(at, at)
     with _door(request, camera_id, "snapshot", t, t) as (s, app):
-        jpeg = playback.snapshot(s, app.settings.segments_path, camera_id, t)
-    return Response(jpeg, media_type="image/jpeg")
+        masks = masks_for(s, camera_id)
+        if masks and (_lift_in_force(request, s, camera_id) or
+                      (unmasked and _may_set_masks(request))):
+            masks = []
+        jpeg = playback.snapshot(s, app.settings.segments_path, camera_id, t, masks=masks)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def _lift_in_force(request: Request, s, camera_id: int) -> bool:
+    scope = footage_scope(request, principal(request))
+    lifting = getattr(request.app.state, "mask_lifting", None)
+    return bool(scope is not None and scope.request_id is not None and lifting is not None
+                and lifting.in_force(s, scope.request_id, camera_id) is not None)
+
+
+def _may_set_masks(request: Request) -> bool:
+    from viis.access.policy import decide_admin
+
+    return decide_admin(principal(request), "mask.write").allowed
 
 
 @router.get("/fmp4")

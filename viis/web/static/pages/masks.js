@@ -78,7 +78,7 @@ export default async function render(root, ctx) {
       await new Promise((res) => {
         img.onload = res;
         img.onerror = res;
-        img.src = `/api/cameras/${id}/snapshot.jpg?at=${last.end_ms - 1000}`;
+        img.src = `/api/cameras/${id}/snapshot.jpg?at=${last.end_ms - 1000}&unmasked=true`;
       });
     }
   } catch { /* no picture: the polygons can still be drawn on the empty frame */ }
