@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Log lines go to stderr from the first one, so a verb's stdout (JSON, CSV) stays clean;
+    # verbs that open the app reconfigure from the settings.
+    configure()
     try:
         return args.fn(args)
     except ViisError as e:

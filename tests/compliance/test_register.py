@@ -118,9 +118,10 @@ def test_cli_evaluates_the_live_register(tmp_path, monkeypatch, capsys, clock):
     build(ua, site)
     monkeypatch.setenv("VIIS_DATA_DIR", str(data))
     monkeypatch.chdir(tmp_path)
+    capsys.readouterr()  # the setup's own output
     assert main(["compliance", "evaluate", "--live", "--on", "2026-01-01", "--json"]) == 1
     text = capsys.readouterr().out
-    out = json.loads(text[text.index("{\n"):])   # after any log lines
+    out = json.loads(text)  # stdout holds the JSON alone: log lines go to stderr
     assert sorted(f["check"] for f in out["findings"]) == [
         "filing.national-2025.in_use", "filing.qingdao-2020.acceptance"]
     assert main(["compliance", "evaluate", "--live", "--unit", "nope", "--on", "2026-01-01"]) == 2
