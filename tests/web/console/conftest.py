@@ -122,8 +122,10 @@ def console(tmp_path_factory) -> Iterator[Console]:
         c.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """Module-scoped: Playwright's sync API keeps an event loop running in the main thread
+    while it is started, which would break later tests that call ``asyncio.run``."""
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
