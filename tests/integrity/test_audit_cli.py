@@ -17,6 +17,22 @@ def run(capsys, *args):
     return code, out.out, out.err
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`viis` configures process-wide logging (root level INFO); put it back so later tests
+    in the same run see the logging they expect."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    level, handlers, config = root.level, root.handlers[:], structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("VIIS_DATA_DIR", str(tmp_path))
