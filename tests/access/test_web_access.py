@@ -24,6 +24,19 @@ def test_sign_in_me_and_sign_out_with_cookie_or_bearer(tmp_path, db, clock):
     assert site.client().post("/api/session", json={"login": "olga", "password": "nope-nope-1"}).status_code == 401
 
 
+def test_hostile_logins_fail_like_wrong_passwords(tmp_path, db, clock):
+    """A NUL (which PostgreSQL refuses in text), control characters or a huge login are a
+    failed sign-in (401), never a server error; the real account is untouched."""
+    site = Site(tmp_path, db, clock)
+    site.user("olga", ("operator_on_duty",))
+    c = site.client()
+    for login in ("ol\x00ga", "olga\x00", "\x00", "ol\x1bga", "o" * 5000, "olga\x7f"):
+        r = c.post("/api/session", json={"login": login, "password": PASSWORD})
+        assert r.status_code in (401, 422), (login[:20], r.status_code, r.text)
+        assert "error" in r.json()
+    assert c.post("/api/session", json={"login": "olga", "password": PASSWORD}).status_code == 200
+
+
 def test_lockout_answers_429_with_retry_after_and_lifts_with_time(tmp_path, db, clock):
     site = Site(tmp_path, db, clock, max_failures=2, lockout_ms=60_000)
     site.user("olga", ("operator_on_duty",))

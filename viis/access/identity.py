@@ -295,7 +295,11 @@ class IdentityService:
         and the second staff member of a retrieval session (Q24.1) both use it. The caller
         commits on failure to keep the failure count."""
         now = self.clock.wall_ms()
-        user = s.scalar(select(User).where(User.login == login.strip()))
+        login = login.strip()
+        # A login with control characters (NUL included, which PostgreSQL refuses in text) or
+        # of absurd length names nobody: it fails like a wrong password, not with a 500.
+        plain = 0 < len(login) <= 256 and not any(ord(ch) < 32 or ord(ch) == 127 for ch in login)
+        user = s.scalar(select(User).where(User.login == login)) if plain else None
         if user is not None and user.locked_until_ms is not None and now < user.locked_until_ms:
             log.warning("sign_in_locked", user_id=user.id)
             AuditLog(s, self.clock).append("auth.login_failed", actor=login, subject=f"user {user.id}",

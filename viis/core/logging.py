@@ -45,6 +45,10 @@ def configure(level: str = "INFO", json_format: bool = True) -> None:
     renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json_format \
         else structlog.dev.ConsoleRenderer(colors=False)
     logging.basicConfig(level=level, stream=_Stderr(), format="%(message)s", force=True)
+    # HTTP client libraries log whole request URLs at INFO, and a URL may carry a token
+    # (?token= for <video src> and downloads): they speak only when something goes wrong.
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
