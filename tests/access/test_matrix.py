@@ -184,6 +184,25 @@ EXPECT.update({
     ("GET", "/api/me/settings"): ALL,
     ("PUT", "/api/me/settings"): ALL,
 })
+# Duty and room (Q19.1, Q19.4, Q19.5): the operator on duty keeps the shift and its log;
+# operators and unit admins admit people to the monitoring room and report to the police;
+# the police read and acknowledge reports; administrators and auditors read everything.
+DUTY_READ = ADMIN_AUDIT | {"operator_on_duty"}
+EXPECT.update({
+    ("GET", "/api/duty/roster"): DUTY_READ,
+    ("GET", "/api/duty/shifts"): DUTY_READ,
+    ("POST", "/api/duty/shifts"): {"operator_on_duty"},
+    ("POST", "/api/duty/shifts/{shift_id}/end"): {"operator_on_duty"},
+    ("POST", "/api/duty/log"): {"operator_on_duty"},
+    ("GET", "/api/duty/log"): DUTY_READ,
+    ("GET", "/api/duty/room"): DUTY_READ,
+    ("POST", "/api/duty/room"): {"operator_on_duty", "unit_admin"},
+    ("POST", "/api/duty/room/{visit_id}/leave"): {"operator_on_duty", "unit_admin"},
+    ("GET", "/api/duty/reports"): DUTY_READ | POLICE,
+    ("POST", "/api/duty/reports"): {"operator_on_duty", "unit_admin"},
+    ("POST", "/api/duty/reports/{report_id}/acknowledge"): POLICE,
+    ("GET", "/api/register.pdf"): ADMIN_AUDIT,
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 
@@ -191,7 +210,8 @@ QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
 def url(path: str) -> str:
     p = path.replace("{camera_id}", "1").replace("{hold_id}", "1").replace("{user_id}", "1") \
         .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1") \
-        .replace("{lift_id}", "1").replace("{job_id}", "1").replace("{ticket_id}", "1")
+        .replace("{lift_id}", "1").replace("{job_id}", "1").replace("{ticket_id}", "1") \
+        .replace("{shift_id}", "1").replace("{visit_id}", "1").replace("{report_id}", "1")
     return p + QUERY.get(p.rsplit("/", 1)[-1], "")
 
 

@@ -164,6 +164,17 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "intake.read": frozenset({INVESTIGATOR, APPROVER}),
     "report.unit": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
     "report.bureau": frozenset({INVESTIGATOR, APPROVER}),
+    # Duty and room (Q19.1, Q19.2, Q19.4, Q19.5; viis.access.duty): the operator on duty
+    # keeps the shift and its log; operators and the unit's administrators let people into
+    # the monitoring room and report suspicious information; the police read and acknowledge
+    # the reports; administrators and auditors read everything.
+    "duty.read": frozenset({OPERATOR, UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
+    "duty.shift": frozenset({OPERATOR}),
+    "room.write": frozenset({OPERATOR, UNIT_ADMIN}),
+    "duty.report": frozenset({OPERATOR, UNIT_ADMIN}),
+    "duty.report.read": frozenset({OPERATOR, UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN, INVESTIGATOR,
+                                   APPROVER}),
+    "duty.report.ack": frozenset({INVESTIGATOR, APPROVER}),
     "self": _ALL,  # own profile, password, TOTP, API tokens: any signed-in user, even one
                    # without roles (see decide_admin)
 }

@@ -161,3 +161,38 @@ def to_csv(entries: list[RegisterEntry]) -> str:
         v["articles"] = " ".join(v["articles"])
         w.writerow([_cell(v[f]) for f in FIELDS])
     return buf.getvalue()
+
+
+#: Column labels for people (zh-CN and en): the N16.1 fields are reason (purpose, legal
+#: basis, reason), content (camera, footage from/to, action), unit and name.
+FIELD_LABELS = {
+    "id": "编号 entry", "at": "时间 time of use (UTC)", "outcome": "结果 outcome",
+    "action": "方式 action", "camera_id": "摄像机 camera", "from": "资料起 footage from (UTC)",
+    "to": "资料止 footage to (UTC)", "unit_id": "单位编号 unit id", "unit_name": "单位 unit",
+    "user_id": "用户编号 user id", "user_login": "账号 login", "user_name": "姓名 name",
+    "user_work_id": "工作证号 work ID", "second_user_id": "第二人编号 second user id",
+    "second_name": "第二人姓名 second staff", "second_work_id": "第二人工作证号 second work ID",
+    "request_id": "调取申请 request", "request_kind": "申请类型 request kind",
+    "session_id": "调取会话 session", "case_number": "案件编号 case number",
+    "purpose": "事由 purpose", "legal_basis": "依据 legal basis", "reason": "决定理由 reason",
+    "articles": "条款 articles",
+}
+
+
+def to_pdf(entries: list[RegisterEntry], filters: dict[str, str] | None = None) -> bytes:
+    """The register on paper (Q19.1, Q24.1(3), N16.1): one table per entry with every field,
+    Chinese and English labels, through the project's PDF helpers (``STSong-Light``, nothing
+    embedded or downloaded)."""
+    from viis.compliance.pdf import report_pdf
+
+    given = [[k, v] for k, v in (filters or {}).items() if v not in (None, "")]
+    sections: list[tuple[str, list[list[str]]]] = [
+        ("筛选条件 Filters", [["条件 filter", "值 value"]] + (given or [["-", "全部 all"]])),
+        ("合计 Entries", [["条数 count"], [str(len(entries))]]),
+    ]
+    for e in entries:
+        v = entry_view(e)
+        v["articles"] = " ".join(v["articles"])
+        sections.append((f"登记 Entry {e.id}", [["字段 field", "值 value"]]
+                         + [[FIELD_LABELS[f], "" if v[f] is None else str(v[f])] for f in FIELDS]))
+    return report_pdf("资料调取登记 Retrieval register (Q19.1, Q24.1, N16.1)", sections)

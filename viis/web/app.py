@@ -146,4 +146,7 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     from viis.web import routes_audit
 
     api.include_router(routes_audit.router)  # the audit log: search, signed checkpoints
+    from viis.web import routes_duty
+
+    routes_duty.install(api)  # shifts, duty log, monitoring room, reports (Q19.1, Q19.4, Q19.5)
     return api

@@ -235,6 +235,24 @@ def register_csv(request: Request, camera: int | None = None, user: Q64 = None,
                     headers={"Content-Disposition": 'attachment; filename="register.csv"'})
 
 
+@router.get("/register.pdf")
+def register_pdf(request: Request, camera: int | None = None, user: Q64 = None,
+                 request_id: Annotated[int | None, Query(alias="request")] = None,
+                 outcome: Q64 = None, since: Q64 = None, until: Q64 = None, start: Q64 = None,
+                 end: Q64 = None, limit: int = reg.MAX_PAGE, offset: int = 0,
+                 p: Principal = Depends(allow("register.read"))) -> Response:
+    """The register as PDF with the same filters as the CSV (Q19.1, Q24.1(3), N16.1)."""
+    app = request.app.state.viis
+    q = _query(camera, user, request_id, outcome, since, until, start, end, limit, offset)
+    filters = {"camera": camera, "user": user, "request": request_id, "outcome": outcome,
+               "since": since, "until": until, "start": start, "end": end}
+    with app.db.session() as s:
+        entries = reg.search(s, q)
+    body = reg.to_pdf(entries, {k: str(v) for k, v in filters.items() if v is not None})
+    return Response(body, media_type="application/pdf",
+                    headers={"Content-Disposition": 'attachment; filename="register.pdf"'})
+
+
 # --- wiring --------------------------------------------------------------------------------
 class RegisterContext:
     """Pure ASGI middleware: the register is the door's sink for the whole request."""
