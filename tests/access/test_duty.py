@@ -205,3 +205,19 @@ def test_each_role_is_refused_what_is_not_its_duty(site):
     assert site.admin.get("/api/duty/shifts").json() == []
     kinds = audit_kinds(site, "access.denied")
     assert len(kinds) == 9
+
+
+def test_the_compliance_snapshot_shows_the_shifts_held_q19_1_q19_2(site, clock):
+    from viis.compliance.snapshot import parse
+
+    ua = c(site, "uadmin")
+    r = ua.post("/api/compliance/units", json={"code": "harbour", "name": "Harbour Hotel",
+                                                "use": "business", "organisation_id": site.org("using_unit")})
+    assert r.status_code == 201, r.text
+    duty = ua.get("/api/compliance/units/harbour/snapshot").json()["activity"]["duty"]
+    assert "shifts" not in duty and "log_kept" not in duty  # no shift held: unknown
+    assert c(site, "op1").post("/api/duty/shifts").status_code == 201
+    snap = ua.get("/api/compliance/units/harbour/snapshot").json()
+    assert snap["activity"]["duty"]["shifts"] == [{"staff": "op1", "on": "2026-01-01"}]
+    assert snap["activity"]["duty"]["log_kept"] is True
+    assert parse(snap).activity.shifts[0].staff == "op1"  # the documented format

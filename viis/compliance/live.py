@@ -8,8 +8,9 @@ detected changes), ``viis/registry`` (cameras, signage photos), ``viis/media`` (
 footage kept per camera), ``viis/health`` (fault tickets not closed, Q19.3), ``viis/access``
 (staff training Q19.2/N16.1, retrieval requests and their staff Q23/Q24/N16.1).
 
-Not read yet: duty shifts (VIIS has no duty roster, so ``activity.duty.shifts`` stays empty and
-``log_kept`` unknown), integrity verification results and recording coverage.
+Duty shifts come from ``viis/access/duty`` (``activity.duty.shifts``; ``log_kept`` is true when
+shifts were held in the period, unknown otherwise). Not read yet: integrity verification
+results and recording coverage.
 """
 
 from __future__ import annotations
@@ -184,7 +185,27 @@ def _activity(s: Session, org_id: int | None, cam_ids: list[int], uid: dict[int,
             staff.append({"id": user.login, "name": user.display_name,
                           **({"trained_on": trained} if trained else {})})
         a["duty"] = {"staff": staff}
+        a["duty"].update(_shifts(s, org_id, {x["id"] for x in staff}, now_ms))
     return a
+
+
+def _shifts(s: Session, org_id: int, staff: set[str], now_ms: int) -> dict[str, Any]:
+    """Duty shifts of the unit's staff in the 30-day period (viis.access.duty, Q19.1, Q19.2),
+    one per person and Asia/Shanghai day. The log counts as kept when shifts were held (each
+    has its duty log and handover note); with no shift in the period it stays unknown."""
+    from viis.access.duty_models import DutyShift
+
+    since = now_ms - 30 * DAY_MS
+    days: set[tuple[str, str]] = set()
+    for sh, login in s.execute(select(DutyShift, User.login).join(User, User.id == DutyShift.user_id)
+                               .where(DutyShift.organisation_id == org_id,
+                                      DutyShift.started_ms <= now_ms,
+                                      (DutyShift.ended_ms.is_(None)) | (DutyShift.ended_ms >= since))):
+        if login in staff:
+            days.add((login, _d(_day(max(sh.started_ms, since)))))
+    if not days:
+        return {}
+    return {"log_kept": True, "shifts": [{"staff": who, "on": on} for who, on in sorted(days)]}
 
 
 def _fault(t: FaultTicket, uid: dict[int, str]) -> dict[str, Any]:
