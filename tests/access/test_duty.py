@@ -109,6 +109,8 @@ HOSTILE_ROOM = [
      "organisation": "fire brigade"},
     {"reason": "inspection", "person_name": "Li Lei", "id_number": "370202199001011234",
      "organisation": "\u202e\x1b[31m"},
+    {"reason": "inspection", "person_name": "\u202eieL iL", "id_number": "370202199001011234",
+     "organisation": "fire brigade"},
     {"reason": "", "person_name": "Li Lei", "id_number": "370202199001011234",
      "organisation": "fire brigade"},
     {"reason": "inspection", "person_name": "", "id_number": "", "organisation": ""},

@@ -50,6 +50,9 @@ MAX_RANGE_MS = 31 * 86_400_000
 MAX_LIST = 500
 REPORTED, ACKNOWLEDGED = "reported", "acknowledged"
 #: Resident ID (18 characters), passport, work or officer card numbers: letters, digits, hyphen.
+#: Line separators and bidirectional overrides: they make a register read differently from
+#: what was typed (a name that displays reversed), so no field takes them.
+_INVISIBLE = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _ID_NUMBER = re.compile(r"^[0-9A-Za-z-]{4,32}$")
 
 
@@ -63,7 +66,7 @@ def clean_text(value: str | None, field: str, limit: int, *, required: bool = Tr
     if len(text) > limit:
         raise ValidationFailed(f"{field} has {len(text)} characters; at most {limit}", field=field)
     allowed = "\n\t" if multiline else ""
-    if any((ord(c) < 32 and c not in allowed) or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029"
+    if any((ord(c) < 32 and c not in allowed) or 0x7F <= ord(c) < 0xA0 or c in _INVISIBLE
            for c in text):
         raise ValidationFailed(f"{field} contains control characters", field=field)
     return text
