@@ -68,6 +68,8 @@ KINDS = (
     "evidence.export",
     "access.denied",
     "mask.replace", "mask.lift", "mask.lift.approve", "mask.lift.refuse",
+    "duty.shift_start", "duty.shift_end", "duty.log", "room.enter", "room.leave",
+    "duty.report", "duty.report_ack",
     "chain.heads",
 )
 
