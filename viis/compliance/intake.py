@@ -83,9 +83,12 @@ def _bad(key: str):
     raise IntakeRefused(f"document.{key} must be a date YYYY-MM-DD", field=f"document.{key}")
 
 
-def parse_package(body: bytes) -> tuple[dict[str, Any], Signature]:
-    if len(body) > MAX_PACKAGE_BYTES:
-        raise IntakeRefused(f"package of {len(body)} bytes; at most {MAX_PACKAGE_BYTES}", field="package")
+def _signed_object(body: bytes, limit: int, depth: int | None) -> dict[str, Any]:
+    """The outer ``{"document", "signature"}`` object of a signed upload, read as hostile
+    input: bounded size, UTF-8, strict JSON (no NaN), bounded nesting when ``depth`` is given."""
+    if len(body) > limit:
+        raise IntakeRefused(f"package of {len(body)} bytes; at most {limit}", field="package")
+    too_deep = f"nested deeper than {depth} levels" if depth else "nested too deep"
     try:
         raw = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError as e:
@@ -93,11 +96,16 @@ def parse_package(body: bytes) -> tuple[dict[str, Any], Signature]:
     except json.JSONDecodeError as e:
         raise IntakeRefused(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}", field="package") from None
     except RecursionError:
-        raise IntakeRefused(f"nested deeper than {MAX_DEPTH} levels", field="package") from None
-    if not _depth(raw, MAX_DEPTH):
-        raise IntakeRefused(f"nested deeper than {MAX_DEPTH} levels", field="package")
+        raise IntakeRefused(too_deep, field="package") from None
+    if depth and not _depth(raw, depth):
+        raise IntakeRefused(too_deep, field="package")
     if not isinstance(raw, dict) or set(raw) != {"document", "signature"}:
         raise IntakeRefused("a package is an object with exactly 'document' and 'signature'", field="package")
+    return raw
+
+
+def parse_package(body: bytes) -> tuple[dict[str, Any], Signature]:
+    raw = _signed_object(body, MAX_PACKAGE_BYTES, MAX_DEPTH)
     doc = raw["document"]
     if not isinstance(doc, dict):
         raise IntakeRefused("document must be an object", field="document")
@@ -180,18 +188,7 @@ def receive_snapshot(s: Session, body: bytes, *, now_ms: int) -> tuple[dict[str,
     The snapshot is parsed with the same hostile-input rules as ``viis compliance evaluate``."""
     from viis.compliance.snapshot import SnapshotError, parse
 
-    if len(body) > MAX_SNAPSHOT_BYTES:
-        raise IntakeRefused(f"package of {len(body)} bytes; at most {MAX_SNAPSHOT_BYTES}", field="package")
-    try:
-        raw = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
-    except UnicodeDecodeError as e:
-        raise IntakeRefused(f"not UTF-8 at byte {e.start}", field="package") from None
-    except json.JSONDecodeError as e:
-        raise IntakeRefused(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}", field="package") from None
-    except RecursionError:
-        raise IntakeRefused("nested too deep", field="package") from None
-    if not isinstance(raw, dict) or set(raw) != {"document", "signature"}:
-        raise IntakeRefused("a package is an object with exactly 'document' and 'signature'", field="package")
+    raw = _signed_object(body, MAX_SNAPSHOT_BYTES, None)  # the snapshot's parser bounds depth
     try:
         snap = parse(raw["document"])
     except SnapshotError as e:
