@@ -129,6 +129,9 @@ class SimcamSettings(_Section):
     fps: int = Field(25, ge=1, le=60)
     bitrate: int = Field(2_000_000, ge=50_000)
     gop_s: float = Field(2.0, gt=0)
+    # Also serve /cam<i>/sub (half the width, a quarter of the bitrate) and register it as
+    # each camera's sub_url: the stream a live wall of many tiles uses (Q2.1, Q19.1).
+    sub_stream: bool = False
 
 
 class CameraSeed(_Section):
@@ -152,6 +155,32 @@ class PrivacySettings(_Section):
 
     mask_lifting: bool = False
     max_lift_minutes: int = Field(240, ge=1, le=7 * 24 * 60)
+
+
+class Gb28181Settings(_Section):
+    """GB/T 28181 platform role (accept devices and lower platforms from below; Q13.2,
+    Q12.1, N12.1). Off unless turned on; ``viis run`` then listens for SIP on host:port."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = Field(5060, ge=0, le=65535)
+    server_id: str = Field("34020000002000000001", pattern=r"^[0-9]{20}$")
+    domain: str | None = Field(None, pattern=r"^[0-9A-Za-z.\-]{1,64}$")  # default: server_id[:10]
+    password: SecretStr | None = None  # the devices' SIP password; never logged nor shown
+    keepalive_s: float = Field(60.0, gt=0, le=3600.0)
+    keepalive_misses: int = Field(3, ge=1, le=100)
+    min_expires_s: int = Field(60, ge=1, le=86_400)
+    transports: list[str] = ["udp", "tcp"]
+    catalog_interval_s: float = Field(3600.0, gt=0)  # periodic Catalog query per device
+    query_timeout_s: float = Field(10.0, gt=0, le=300.0)  # split responses: partial after this
+
+    @field_validator("transports")
+    @classmethod
+    def _transports(cls, v: list[str]) -> list[str]:
+        v = [t.lower() for t in v]
+        if not v or set(v) - {"udp", "tcp"}:
+            raise ValueError("must be a non-empty list of 'udp' and 'tcp'")
+        return v
 
 
 class LogSettings(_Section):
@@ -180,6 +209,7 @@ class Settings(_Section):
     notify: NotifySettings = NotifySettings()
     simcam: SimcamSettings = SimcamSettings()
     privacy: PrivacySettings = PrivacySettings()
+    gb28181: Gb28181Settings = Gb28181Settings()
     log: LogSettings = LogSettings()
     cameras: list[CameraSeed] = []
 
