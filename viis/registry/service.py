@@ -23,7 +23,7 @@ from viis.core.ids import new_uid
 from viis.integrity.audit import AuditLog
 from viis.registry.models import Camera, SignagePhoto
 
-URL_SCHEMES = ("rtsp", "rtsps", "file")
+URL_SCHEMES = ("rtsp", "rtsps", "file", "gb28181")  # gb28181://<device>/<channel>: Q13.2
 MAX_NAME = 200
 MAX_URL = 2000
 SECURITY_LEVELS = range(1, 6)
@@ -62,7 +62,8 @@ def _split_url(url: str, field: str) -> tuple[str, str | None, str | None]:
         raise ValidationFailed(f"{field} is not a valid URL ({e})", field=field) from e
     if parts.scheme.lower() not in URL_SCHEMES:
         raise ValidationFailed(
-            f"{field} must start with rtsp:// or rtsps:// (got {parts.scheme or 'no scheme'}://)",
+            f"{field} must start with rtsp:// or rtsps:// (or gb28181://<device id>/<channel id> "
+            f"for a GB/T 28181 channel; got {parts.scheme or 'no scheme'}://)",
             field=field,
         )
     if parts.scheme.lower() != "file" and not parts.hostname:
