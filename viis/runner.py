@@ -28,18 +28,20 @@ def start_simcams(app: App):
     sc = app.settings.simcam
     fleet = SimFleet(sc.count, rtsp_port=sc.rtsp_port, control_port=sc.control_port,
                      width=sc.width, height=sc.height, fps=sc.fps, bitrate=sc.bitrate,
-                     gop_s=sc.gop_s)  # clips cached in the simcam default cache
-    fleet.start()
+                     gop_s=sc.gop_s, sub_stream=sc.sub_stream,
+                     sub_bitrate=max(50_000, sc.bitrate // 4) if sc.sub_stream else None)
+    fleet.start()  # clips cached in the simcam default cache
     with app.db.session() as s:
         have = {c.name: c for c in app.cameras.list(s)}
         for i in range(sc.count):
             name, url = f"{SIM_PREFIX}{i + 1}", fleet.url(i)
+            sub = fleet.url(i, sub=True) if sc.sub_stream else None
             if name in have:
-                if have[name].main_url != url:
-                    app.cameras.update(s, have[name].id, {"main_url": url})
+                if have[name].main_url != url or have[name].sub_url != sub:
+                    app.cameras.update(s, have[name].id, {"main_url": url, "sub_url": sub})
             else:
-                app.cameras.add(s, CameraInput(name=name, main_url=url, site="simulated",
-                                               priority=10))
+                app.cameras.add(s, CameraInput(name=name, main_url=url, sub_url=sub,
+                                               site="simulated", priority=10))
     log.info("simcams_started", count=sc.count, port=sc.rtsp_port)
     return fleet
 
