@@ -107,15 +107,20 @@ class Platform:
         self.parse_errors: list[tuple[tuple[str, int], str]] = []
         self._sweep: TimerHandle | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
+        # Hooks for the service layer (service.py): MANSCDP messages other than keepalives,
+        # requests of other methods (BYE of a media dialog), and the per-peer SIP trace.
+        self.on_manscdp: Callable[[PeerState, ET.Element, SipRequest], None] | None = None
+        self.handlers: dict[str, Callable[[SipRequest, ServerTransaction], None]] = {}
+        self.tracer: Callable[[str, SipMessage, tuple[str, int]], None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         if self.cfg.udp:
-            self.udp = UdpTransport(self.layer.receive, self._on_parse_error)
+            self.udp = UdpTransport(self._receive, self._on_parse_error)
             self.addresses["UDP"] = await self.udp.start(self.cfg.host, self.cfg.port)
         if self.cfg.tcp:
-            self.tcp = TcpTransport(self.layer.receive, self._on_parse_error)
+            self.tcp = TcpTransport(self._receive, self._on_parse_error)
             port = self.addresses["UDP"][1] if "UDP" in self.addresses else self.cfg.port
             self.addresses["TCP"] = await self.tcp.start(self.cfg.host, port)
         self.schedule_sweep()
@@ -142,7 +147,14 @@ class Platform:
         t = self.tcp if transport.upper() == "TCP" else self.udp
         if t is None:
             raise RuntimeError(f"no {transport} transport")
+        if self.tracer is not None:
+            self.tracer("out", msg, addr)
         t.send(msg, addr)
+
+    def _receive(self, msg: SipMessage) -> None:
+        if self.tracer is not None:
+            self.tracer("in", msg, msg.source or ("0.0.0.0", 0))
+        self.layer.receive(msg)
 
     def _on_parse_error(self, addr: tuple[str, int], reason: str, raw: bytes) -> None:
         self.parse_errors.append((addr, reason))
@@ -182,6 +194,8 @@ class Platform:
                 self._message(req, txn)
             elif req.method == "OPTIONS":
                 txn.reply(200, Allow="REGISTER, MESSAGE, OPTIONS")
+            elif req.method in self.handlers:
+                self.handlers[req.method](req, txn)
             else:
                 txn.reply(501)
         except SipParseError as e:
@@ -359,7 +373,9 @@ class Platform:
                 p.cause = ""
                 self.on_event("online", p)
             return
-        txn.reply(200)  # other notifications/responses: accepted; handled in later steps
+        txn.reply(200)  # other notifications and responses: to the service layer
+        if self.on_manscdp is not None:
+            self.on_manscdp(p, root, req)
 
     def diagnose(self, device_id: str) -> dict:
         p = self.peers.get(device_id)
