@@ -28,9 +28,9 @@ def register(dev: str, port: int, extra: str = "") -> bytes:
 
 def test_trace_of_a_real_platform_records_only_the_enabled_peer():
     async def run():
-        trace = SipTrace(own_ids=[SERVER])
         p = Platform(PlatformConfig(host="127.0.0.1", port=0, password="s", tcp=False))
-        p.tracer = trace
+        trace = p.trace
+        assert p.tracer is None  # off by default: the hot path pays nothing
         await p.start()
         port = p.addresses["UDP"][1]
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -38,7 +38,9 @@ def test_trace_of_a_real_platform_records_only_the_enabled_peer():
         s.setblocking(False)
         loop = asyncio.get_running_loop()
         try:
-            trace.enable(DEV)
+            p.set_trace(DEV)
+            p.set_trace("127.0.0.1")
+            s.sendto(b"\xff" * 50, ("127.0.0.1", port))  # unparseable: kept under the address
             for dev in (DEV, OTHER):
                 s.sendto(register(dev, s.getsockname()[1]), ("127.0.0.1", port))
                 assert sip_parse(await asyncio.wait_for(loop.sock_recv(s, 65535), 5)).status == 401
@@ -46,6 +48,9 @@ def test_trace_of_a_real_platform_records_only_the_enabled_peer():
                    f'uri="sip:{SERVER}@3402000000", response="0123456789abcdef0123456789abcdef"\r\n'
             s.sendto(register(DEV, s.getsockname()[1], auth), ("127.0.0.1", port))
             await asyncio.wait_for(loop.sock_recv(s, 65535), 5)
+            p.set_trace(DEV, on=False)
+            p.set_trace("127.0.0.1", on=False)
+            assert p.tracer is None
         finally:
             s.close()
             await p.stop()
@@ -58,6 +63,8 @@ def test_trace_of_a_real_platform_records_only_the_enabled_peer():
     assert got[0]["addr"].startswith("127.0.0.1:") and got[0]["size"] > 100
     assert "0123456789abcdef" not in got[2]["text"] and 'response="***' in got[2]["text"]
     assert trace.get(OTHER) == [] and trace.get(SERVER) == []
+    by_addr = trace.get("127.0.0.1")
+    assert by_addr[0]["first_line"].startswith("[unparseable") and len(by_addr) == 7
 
 
 def test_nothing_enabled_costs_almost_nothing():

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from .causes import CAUSES
 from .clock import Clock, LoopClock, TimerHandle
 from .digest import DigestServer
 from .sip import Address, SipMessage, SipParseError, SipRequest, decode_text
+from .trace import SipTrace
 from .transaction import ServerTransaction, TransactionLayer
 from .transport import TcpTransport, UdpTransport
 
@@ -77,18 +79,7 @@ class PeerState:
         return asdict(self)
 
 
-CAUSES = {
-    "wrong-password": "wrong password: the device's digest answer does not match the password "
-    "configured for it on this platform (check the SIP password on the device)",
-    "realm-mismatch": "realm mismatch: the device answered for realm {got!r} but this platform's "
-    "SIP domain is {want!r} (check the server domain/ID configured on the device)",
-    "username-mismatch": "the digest username {got!r} is not the device ID {want!r} "
-    "(the device's SIP user ID and auth ID differ)",
-    "unknown-device": "no password is configured for device {want!r} and there is no global "
-    "password: add the device or set a platform password",
-    "repeated-challenge": "the device keeps sending REGISTER without valid credentials after "
-    "{n} challenges (stale or foreign nonce reused; device firmware or clock problem)",
-}
+# The cause texts live in causes.py, shared with the cascade and media diagnostics.
 
 
 class Platform:
@@ -112,6 +103,7 @@ class Platform:
         self.on_manscdp: Callable[[PeerState, ET.Element, SipRequest], None] | None = None
         self.handlers: dict[str, Callable[[SipRequest, ServerTransaction], None]] = {}
         self.tracer: Callable[[str, SipMessage, tuple[str, int]], None] | None = None
+        self.trace = SipTrace(self.clock, own_ids=[config.server_id])
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -159,6 +151,20 @@ class Platform:
     def _on_parse_error(self, addr: tuple[str, int], reason: str, raw: bytes) -> None:
         self.parse_errors.append((addr, reason))
         del self.parse_errors[:-100]
+        if self.tracer is not None:
+            self.trace.record_raw(addr, raw, reason)
+
+    def set_trace(self, peer: str, on: bool = True, duration_s: float | None = 3600.0) -> None:
+        """Switch the SIP trace of one peer (device ID, ``host:port`` or ``host``) at
+        runtime; read it with ``self.trace.get(peer)``. With no trace on, the hot path
+        pays one ``is None`` check per message."""
+        if on:
+            self.trace.enable(peer, duration_s)
+        else:
+            self.trace.disable(peer)
+        if self.tracer is None or self.tracer is self.trace:  # leave a foreign hook alone
+            live = any(self.trace.enabled(k) for k in self.trace.peers())
+            self.tracer = self.trace if live else None
 
     # ---- clock-driven state ----------------------------------------------------------
 
