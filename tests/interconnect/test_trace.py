@@ -183,3 +183,17 @@ def test_platform_cause_texts_are_the_shared_ones():
     for code, text in platform.CAUSES.items():
         assert causes.CAUSES[code] == text
     assert causes.explain("nope") == "nope"
+
+
+def test_platform_refuses_a_doctype_message_from_a_registered_device():
+    """Hostile XML is refused by the platform before any service sees it (N12.1)."""
+    from tests.interconnect.test_platform import DEV as PDEV
+    from tests.interconnect.test_platform import Device, _platform
+
+    p, clock, events = _platform()
+    d = Device(p)
+    assert d.register_with_auth().status == 200
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE n [<!ENTITY a "aaaaaaaaaa">]><Notify><CmdType>'
+            b"Keepalive</CmdType><SN>1</SN><DeviceID>x</DeviceID></Notify>")
+    assert d.keepalive(body=bomb).status == 400
+    assert "DOCTYPE" in p.peers[PDEV].last_error

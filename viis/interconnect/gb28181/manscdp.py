@@ -144,6 +144,42 @@ def _int(text: str | None) -> int | None:
     return int(t) if t.isdigit() and len(t) <= 12 else None
 
 
+def safe_fromstring(text: str, *, max_depth: int = MAX_DEPTH,
+                    max_elements: int = MAX_ELEMENTS) -> ET.Element:
+    """``ET.fromstring`` for untrusted MANSCDP text: DOCTYPE/ENTITY refused outright, the
+    XML declaration stripped, depth and element count checked while parsing (so a hostile
+    body costs work bounded by the limits). Raises ``ManscdpError`` only."""
+    if _FORBIDDEN.search(text):
+        raise ManscdpError("a DOCTYPE/ENTITY declaration is not allowed in MANSCDP (refused)")
+    text = _strip_decl(text)
+    if not text.startswith("<"):
+        raise ManscdpError("the body does not start with an XML element")
+    parser = ET.XMLPullParser(events=("start", "end"))
+    depth = count = 0
+    root: ET.Element | None = None
+    try:
+        for i in range(0, len(text), 16_384):
+            parser.feed(text[i : i + 16_384])
+            for ev, el in parser.read_events():
+                if ev == "start":
+                    depth += 1
+                    count += 1
+                    if root is None:
+                        root = el
+                    if depth > max_depth:
+                        raise ManscdpError(f"XML nested deeper than {max_depth} levels")
+                    if count > max_elements:
+                        raise ManscdpError(f"more than {max_elements} XML elements")
+                else:
+                    depth -= 1
+        parser.close()
+    except ET.ParseError as e:
+        raise ManscdpError(f"malformed XML: {e}") from e
+    if root is None:
+        raise ManscdpError("no XML element in the body")
+    return root
+
+
 def parse(
     body: bytes | str, charset: str | None = None, *, max_bytes: int = MAX_BODY,
     max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS,
@@ -165,35 +201,7 @@ def parse(
         raise ManscdpError("charset: the body is neither UTF-8 nor GB2312/GBK/GB18030") from e
     if "\x00" in text:
         raise ManscdpError("NUL character in the body")
-    if _FORBIDDEN.search(text):
-        raise ManscdpError("a DOCTYPE/ENTITY declaration is not allowed in MANSCDP (refused)")
-    text = _strip_decl(text)
-    if not text.startswith("<"):
-        raise ManscdpError("the body does not start with an XML element")
-    parser = ET.XMLPullParser(events=("start", "end"))
-    depth = count = 0
-    root: ET.Element | None = None
-    try:
-        # Feed in chunks so limits stop a hostile body before it is all built.
-        for i in range(0, len(text), 16_384):
-            parser.feed(text[i : i + 16_384])
-            for ev, el in parser.read_events():
-                if ev == "start":
-                    depth += 1
-                    count += 1
-                    if root is None:
-                        root = el
-                    if depth > max_depth:
-                        raise ManscdpError(f"XML nested deeper than {max_depth} levels")
-                    if count > max_elements:
-                        raise ManscdpError(f"more than {max_elements} XML elements")
-                else:
-                    depth -= 1
-        parser.close()
-    except ET.ParseError as e:
-        raise ManscdpError(f"malformed XML: {e}") from e
-    if root is None:
-        raise ManscdpError("no XML element in the body")
+    root = safe_fromstring(text, max_depth=max_depth, max_elements=max_elements)
     root_tag = canonical(root.tag)
     if root_tag not in ROOTS:
         raise ManscdpError(f"root element <{root_tag}> is not Query/Response/Notify/Control")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from .causes import CAUSES
 from .clock import Clock, LoopClock, TimerHandle
 from .digest import DigestServer
+from .manscdp import ManscdpError, safe_fromstring
 from .sip import Address, SipMessage, SipParseError, SipRequest, decode_text
 from .trace import SipTrace
 from .transaction import ServerTransaction, TransactionLayer
@@ -347,10 +348,10 @@ class Platform:
             txn.reply(400, "Bad Charset")
             return
         try:
-            root = ET.fromstring(_strip_decl(text))
-        except ET.ParseError as e:
+            root = safe_fromstring(text)  # DOCTYPE refused; depth and element limits
+        except ManscdpError as e:
             if p:
-                p.last_error = f"400 bad XML ({e})"
+                p.last_error = f"400 bad XML ({e.reason})"
                 p.cause = "the MANSCDP XML body is malformed"
             txn.reply(400, "Bad XML")
             return
@@ -398,11 +399,3 @@ def _xml_encoding(body: bytes) -> str | None:
     m = re.match(rb'\s*<\?xml[^>]*encoding\s*=\s*["\']([A-Za-z0-9_\-]+)', body)
     return m.group(1).decode() if m else None
 
-
-def _strip_decl(text: str) -> str:
-    text = text.strip().lstrip("\ufeff")
-    if text.startswith("<?xml"):
-        end = text.find("?>")
-        if end >= 0:
-            text = text[end + 2 :]
-    return text.strip()
