@@ -8,6 +8,7 @@ from viis.core.db import Base
 from viis.health.models import Fault
 from viis.health.tickets import FaultTicket  # noqa: F401
 from viis.integrity.models import ChainHead
+from viis.interconnect.gb28181.cascade_models import GbShare, GbUpperPlatform  # noqa: F401
 from viis.interconnect.gb28181.devices import GbChannel, GbDevice  # noqa: F401
 from viis.media.models import Gap, Hold, RecorderRun, Segment
 from viis.registry.masks import MaskLift, PrivacyMaskSet  # noqa: F401

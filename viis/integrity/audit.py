@@ -70,6 +70,7 @@ KINDS = (
     "mask.replace", "mask.lift", "mask.lift.approve", "mask.lift.refuse",
     "duty.shift_start", "duty.shift_end", "duty.log", "room.enter", "room.leave",
     "duty.report", "duty.report_ack",
+    "gb.upper.create", "gb.upper.update", "gb.upper.delete", "gb.share.set",
     "chain.heads",
 )
 
