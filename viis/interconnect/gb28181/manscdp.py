@@ -244,11 +244,15 @@ def parse(
 # ---- building --------------------------------------------------------------------------
 
 
-def _codec(charset: str) -> str:
+def _encode(text: str, charset: str) -> bytes:
+    """Encode in the peer's charset; a character it cannot hold (镕 in GB2312) becomes an
+    XML character reference (``&#38229;``), which every XML parser reads back exactly, so
+    the bytes always match the declaration and nothing is lost."""
     c = charset.lower()
-    # GB18030 is byte-identical to GB2312 for every GB2312 character and to GBK for every
-    # GBK one, so names GB2312 cannot encode (镕) still go out readable by GBK decoders.
-    return "gb18030" if c in ("gb2312", "gbk", "gb18030") else c
+    try:
+        return text.encode(c, "xmlcharrefreplace")
+    except LookupError:  # an unknown charset name configured for a peer
+        return text.encode("utf-8")
 
 
 def _xml(name: str, value: Any, out: list[str]) -> None:
@@ -295,7 +299,7 @@ def build(
         tag = list_tag or "DeviceList"
         text += f'<{tag} Num="{len(parts)}">\n' + "".join(parts) + f"</{tag}>\n"
     text += f"</{root}>\n"
-    return text.encode(_codec(charset))
+    return _encode(text, charset)
 
 
 def split_list(
@@ -306,12 +310,11 @@ def split_list(
     """Split a list response into messages of at most ``per_message`` items and, where an
     item fits, at most ``max_bytes`` encoded bytes each; ``SumNum`` is the total and each
     list's ``Num`` the items in that message. An item too big on its own goes alone."""
-    codec = _codec(charset)
     head_fields = {"SumNum": len(items), **(fields or {})}
-    head = _head(root, cmd, sn, device_id, head_fields, charset).encode(codec)
+    head = _encode(_head(root, cmd, sn, device_id, head_fields, charset), charset)
     width = len(str(len(items)))
     fixed = len(head) + len(f'<{list_tag} Num="{"9" * width}">\n</{list_tag}>\n</{root}>\n')
-    enc = [_item_xml(i).encode(codec) for i in items]
+    enc = [_encode(_item_xml(i), charset) for i in items]
     out: list[bytes] = []
     i = 0
     while True:
@@ -320,8 +323,8 @@ def split_list(
             size += len(enc[j])
             j += 1
         chunk = enc[i:j]
-        tail = f"</{list_tag}>\n</{root}>\n".encode(codec)
-        out.append(head + f'<{list_tag} Num="{len(chunk)}">\n'.encode(codec) + b"".join(chunk)
+        tail = _encode(f"</{list_tag}>\n</{root}>\n", charset)
+        out.append(head + f'<{list_tag} Num="{len(chunk)}">\n'.encode() + b"".join(chunk)
                    + tail)
         i = j
         if i >= len(enc):
