@@ -1,0 +1,112 @@
+"""The platform role against a real peer (Q13.2; Q12.1, N12.1): sipp acts as a GB/T 28181
+NVR that registers with digest, keeps alive, answers VIIS's Catalog query with a catalog
+split over two MESSAGEs in GB2312 (one name GB2312 cannot encode) and its DeviceInfo; VIIS
+stores the channels as cameras, marks the device offline after 3 missed keepalives with a
+health fault, and clears the fault when the device is back. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from tests.interconnect.gb_helpers import (
+    CH1,
+    CH2,
+    DEV,
+    GROUP,
+    SCEN,
+    SIPP,
+    make_app,
+    sipp,
+    started,
+    until,
+)
+from viis.health.models import Fault
+from viis.interconnect.gb28181.devices import gb_url
+from viis.interconnect.gb28181.service import fault_kind
+from viis.registry.models import Camera
+
+pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt-get install sip-tester)")
+
+
+def _faults(app):
+    with app.db.session() as s:
+        return {(f.kind, f.cleared_ms is None) for f in s.scalars(select(Fault))}
+
+
+def test_device_registers_answers_a_split_catalog_and_goes_offline_after_3_missed_keepalives(
+        tmp_path, db, clock):
+    app = make_app(tmp_path, db, clock)
+
+    async def run():
+        svc = await started(app)
+        events = []
+        svc.listeners.append(lambda ev, p: events.append(ev))
+        try:
+            rc, out = await sipp("gb_device_catalog.xml", svc.port, tmp_path,
+                                 "-oocsf", str(SCEN / "gb_device_catalog_ooc.xml"))
+            assert rc == 0, out
+            assert await until(lambda: not svc.platform.peers[DEV].online, 10), \
+                svc.diagnose(DEV)
+            assert "no keepalive" in svc.platform.peers[DEV].cause
+            assert await until(lambda: (fault_kind(DEV), True) in _faults(app), 10)
+            with app.db.session() as s:
+                chans = {c.channel_id: c for c in svc.store.channels(s, DEV)}
+                dev = svc.store.get(s, DEV)
+                cams = {c.main_url: c.name for c in s.scalars(select(Camera))}
+                assert set(chans) == {CH1, CH2, GROUP}
+                assert chans[CH1].status == "ON" and chans[CH2].status == "OFF"
+                assert chans[CH1].ptz_type == 1
+                assert cams == {gb_url(DEV, CH1): "大门", gb_url(DEV, CH2): "停车场 镕"}
+                assert dev.catalog_ms is not None and dev.channel_count == 2
+                assert (dev.name, dev.model) == ("NVR-一号楼", "GB-NVR-1")  # DeviceInfo
+                assert not dev.online and dev.host == "127.0.0.1"
+            # back: registering again brings it online and clears the fault
+            rc, out = await sipp("gb_device_register.xml", svc.port, tmp_path)
+            assert rc == 0, out
+            assert await until(lambda: (fault_kind(DEV), True) not in _faults(app), 10)
+            assert (fault_kind(DEV), False) in _faults(app)
+        finally:
+            await svc.stop()
+        return events
+
+    events = asyncio.run(run())
+    assert events[:2] == ["registered", "offline"], events
+    assert "online" in events[2:] or "refreshed" in events[2:], events
+
+
+def test_a_device_known_before_a_restart_is_offline_until_it_keeps_alive(tmp_path, db, clock):
+    app = make_app(tmp_path, db, clock)
+
+    async def first():
+        svc = await started(app, catalog_on_register=False)
+        try:
+            rc, out = await sipp("gb_device_register.xml", svc.port, tmp_path)
+            assert rc == 0, out
+            await svc.flush()
+        finally:
+            await svc.stop()
+
+    async def second():
+        svc = await started(app, catalog_on_register=False)
+        try:
+            p = svc.platform.peers[DEV]
+            assert p.registered and not p.online and "restarted" in p.cause
+            d = svc.diagnose(DEV)
+            assert d["known"] and not d["online"] and "restarted" in d["cause"]
+            with app.db.session() as s:
+                assert not svc.store.get(s, DEV).online
+            # a keepalive alone (its registration has not run out) brings it back
+            rc, out = await sipp("gb_device_keepalive.xml", svc.port, tmp_path)
+            assert rc == 0, out
+            assert p.online
+            await svc.flush()
+            with app.db.session() as s:
+                assert svc.store.get(s, DEV).online
+        finally:
+            await svc.stop()
+
+    asyncio.run(first())
+    asyncio.run(second())

@@ -1,0 +1,545 @@
+"""The GB/T 28181 platform role as a service of the application (Q13.2: the police integrate
+systems from below; Q12.1, N12.1: national standards). ``viis run`` starts it when
+``[gb28181] enabled``; the REST routes (viis/web/routes_gb28181.py) and the GB recorder
+source (invite_device) call it.
+
+Owns: the :class:`~.platform.Platform` (REGISTER, keepalive, offline), persistence of peers
+through :class:`~.devices.DeviceStore` (batched, in a worker thread, so 20,000 devices
+registering at once never wait on a disk), the Catalog query on registration and
+periodically (split answers aggregated by :class:`~.manscdp.CatalogAssembler`) and its sync
+into the camera registry, DeviceInfo/DeviceStatus/RecordInfo queries, PTZ DeviceControl,
+offline faults (``gb_offline_<device id>``, raised after ``keepalive_misses`` missed
+keepalives, cleared when the device is back), and live/playback INVITE to a device
+(:mod:`.invite`).
+
+Threads: everything SIP runs on one asyncio loop. Callers on another loop (FastAPI's
+TestClient, worker threads) go through :meth:`GbPlatformService.call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from viis.core.logging import get_logger
+from viis.health.faults import clear_fault, raise_fault
+
+from . import manscdp
+from .clock import Clock
+from .devices import DeviceSnapshot, DeviceStore, GbDevice, channel_view, device_view
+from .invite import DeviceCalls
+from .platform import PeerState, Platform, PlatformConfig
+from .sip import SipRequest, SipResponse, new_branch, new_tag
+from .transaction import TransactionTimeout
+
+log = get_logger(__name__)
+T = TypeVar("T")
+FAULT_PREFIX = "gb_offline_"
+
+
+class DeviceError(Exception):
+    """A request to a device could not be made or was refused; the message says why."""
+
+
+@dataclass
+class RecordList:
+    """A device's own recordings (RecordInfo, aggregated over split answers)."""
+
+    channel_id: str
+    items: list[dict[str, Any]]
+    complete: bool
+    sum_num: int | None
+
+
+def fault_kind(device_id: str) -> str:
+    return f"{FAULT_PREFIX}{device_id}"
+
+
+class GbPlatformService:
+    def __init__(self, app, settings=None, *, clock: Clock | None = None,
+                 flush_interval: float = 1.0, catalog_on_register: bool = True) -> None:
+        st = settings or app.settings.gb28181
+        self.app, self.settings = app, st
+        self.config = PlatformConfig(
+            server_id=st.server_id, host=st.host, port=st.port,
+            password=st.password.get_secret_value() if st.password else None,
+            realm=st.domain, keepalive_interval=st.keepalive_s,
+            keepalive_misses=st.keepalive_misses, min_expires=st.min_expires_s,
+            udp="udp" in st.transports, tcp="tcp" in st.transports,
+        )
+        self.platform = Platform(self.config, clock=clock, on_event=self._on_event)
+        self.platform.on_manscdp = self._on_manscdp
+        self.platform.tracer = self._trace
+        self.clock = self.platform.clock
+        self.store = DeviceStore(app.cameras)
+        self.assembler = manscdp.CatalogAssembler(self.clock, timeout=st.query_timeout_s)
+        self.calls = DeviceCalls(self)
+        self.flush_interval = flush_interval
+        self.catalog_on_register = catalog_on_register
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.listeners: list[Callable[[str, PeerState], None]] = []  # events, e.g. for alarms
+        self.trace = None  # a trace.SipTrace when one is attached (per-peer SIP trace)
+        self._sn = itertools.count(1)
+        self._dirty: dict[str, bool] = {}  # device id -> its online status changed
+        self._faults: dict[str, str | None] = {}  # device id -> fault message, None = clear
+        self._answers: dict[tuple[str, int], asyncio.Future] = {}
+        self._catalog_at: dict[str, float] = {}
+        self._restored: dict[str, float] = {}  # device id -> when we restarted without it
+        self._known: set[str] = set()  # device ids with a row in gb_devices
+        self._db_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+        self._runner: asyncio.Task | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._restore(await self._db(self._load))
+        await self.platform.start()
+        self._runner = self.loop.create_task(self._run(), name="gb28181")
+        log.info("gb28181_platform_started", server_id=self.config.server_id,
+                 addresses={k: f"{h}:{p}" for k, (h, p) in self.platform.addresses.items()})
+
+    async def stop(self) -> None:
+        await self.calls.close()
+        if self._runner:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.platform.stop()
+        await self.flush()
+
+    @property
+    def port(self) -> int:
+        a = self.platform.addresses.get("UDP") or self.platform.addresses.get("TCP")
+        return a[1] if a else self.config.port
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        """Run ``fn(*args)`` on the service's loop from any loop or thread."""
+        assert self.loop is not None, "the GB/T 28181 service is not started"
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is self.loop:
+            return await fn(*args, **kw)
+        fut = asyncio.run_coroutine_threadsafe(fn(*args, **kw), self.loop)
+        return await asyncio.wrap_future(fut)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._db_lock:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def _run(self) -> None:
+        period = self.flush_interval
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._check_restored()
+                await self.flush()
+                self._periodic_catalogs()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("gb28181_housekeeping_failed")
+
+    # ---- persistence -----------------------------------------------------------------
+
+    def _wall_ms(self, t: float | None) -> int | None:
+        if t is None:
+            return None
+        return int((self.clock.wall() - (self.clock.now() - t)) * 1000)
+
+    def _load(self) -> list[dict[str, Any]]:
+        """Rows of every known device (worker thread); those that were online are written
+        offline: after a restart nothing is known to be alive until it says so."""
+        with self.app.db.session() as s:
+            rows = []
+            for d in self.store.list(s):
+                rows.append(dict(device_id=d.device_id, registered=d.registered,
+                                 expires_ms=d.expires_ms, online=d.online,
+                                 transport=d.transport, host=d.host, port=d.port,
+                                 contact=d.contact, charset=d.charset,
+                                 last_error=d.last_error, cause=d.cause))
+                if d.online:
+                    d.online = False
+                    d.status_ms = self.app.clock.wall_ms()
+            return rows
+
+    def _restore(self, rows: list[dict[str, Any]]) -> None:
+        """Devices known before a restart come back offline; one whose registration has
+        not run out needs only a keepalive to be online again (no re-REGISTER)."""
+        now, wall_ms = self.clock.now(), int(self.clock.wall() * 1000)
+        for d in rows:
+            p = PeerState(d["device_id"])
+            exp = d["expires_ms"]
+            p.registered = bool(d["registered"] and exp and exp > wall_ms)
+            p.transport = d["transport"] or "UDP"
+            p.address = (d["host"], d["port"]) if d["host"] else None
+            p.contact, p.charset, p.last_error = d["contact"], d["charset"], d["last_error"]
+            if p.registered:
+                p.expires_at = now + (exp - wall_ms) / 1000
+                p.registered_at = now
+                p.expires = int((exp - wall_ms) / 1000)
+            p.cause = ("offline: VIIS restarted; waiting for the device's keepalive or "
+                       "REGISTER") if d["online"] or p.registered else d["cause"]
+            self.platform.peers[p.device_id] = p
+            self._known.add(p.device_id)
+            if d["online"]:
+                self._restored[p.device_id] = now
+        log.info("gb28181_devices_restored", devices=len(rows))
+
+    def _snapshot(self, p: PeerState, changed: bool) -> DeviceSnapshot:
+        host, port = p.address if p.address else ("", 0)
+        return DeviceSnapshot(
+            p.device_id, registered=p.registered, online=p.online, transport=p.transport,
+            host=host, port=port, contact=p.contact,
+            registered_ms=self._wall_ms(p.registered_at), expires_ms=self._wall_ms(p.expires_at),
+            last_keepalive_ms=self._wall_ms(p.last_keepalive), status_changed=changed,
+            last_error=p.last_error, cause=p.cause, charset=p.charset)
+
+    async def flush(self) -> None:
+        """Write changed peers and raise/clear their offline faults (one transaction)."""
+        dirty, self._dirty = self._dirty, {}
+        faults, self._faults = self._faults, {}
+        snaps = [self._snapshot(self.platform.peers[d], ch) for d, ch in dirty.items()
+                 if d in self.platform.peers]
+        if snaps or faults:
+            await self._db(self._write, snaps, faults)
+
+    def _write(self, snaps: list[DeviceSnapshot], faults: dict[str, str | None]) -> None:
+        now = self.app.clock.wall_ms()
+        with self.app.db.session() as s:
+            self.store.save(s, snaps, now)
+            for device_id, message in faults.items():
+                if message is None:
+                    clear_fault(s, fault_kind(device_id), now)
+                else:
+                    raise_fault(s, fault_kind(device_id), "warning", message, now)
+
+    # ---- events ----------------------------------------------------------------------
+
+    def _on_event(self, event: str, p: PeerState) -> None:
+        # Called from the platform's sweep timer and packet callbacks: never let it raise.
+        try:
+            self._handle_event(event, p)
+        except Exception:
+            log.exception("gb28181_event_failed", gb_event=event, device=p.device_id)
+
+    def _handle_event(self, event: str, p: PeerState) -> None:
+        if event == "registered":
+            self._known.add(p.device_id)
+        elif event == "auth_failed" and p.device_id not in self._known:
+            return  # unknown ids are not written: a scan must not fill the database
+        self._dirty[p.device_id] = self._dirty.get(p.device_id, False) or event in (
+            "registered", "online", "offline", "expired", "unregistered")
+        if event in ("registered", "online", "refreshed"):
+            self._restored.pop(p.device_id, None)
+            if event != "refreshed" or p.online:
+                self._faults[p.device_id] = None
+        if event in ("offline", "expired", "unregistered"):
+            self._faults[p.device_id] = (
+                f"GB/T 28181 device {p.device_id} is offline: {p.cause or p.last_error or event}. "
+                "Its cameras are not recorded until it is back; check its power, network and "
+                "SIP settings.")
+            log.warning("gb28181_device_offline", device=p.device_id, gb_event=event,
+                        cause=p.cause)
+        elif event in ("registered", "online"):
+            log.info("gb28181_device_online", device=p.device_id, gb_event=event)
+        if event == "registered" and self.catalog_on_register:
+            self._spawn(self._initial_queries(p.device_id))
+        for fn in self.listeners:
+            try:
+                fn(event, p)
+            except Exception:
+                log.exception("gb28181_listener_failed", gb_event=event)
+
+    def _check_restored(self) -> None:
+        limit = self.config.keepalive_interval * self.config.keepalive_misses
+        now = self.clock.now()
+        for device_id, since in list(self._restored.items()):
+            p = self.platform.peers.get(device_id)
+            if p is None or p.online:
+                self._restored.pop(device_id, None)
+            elif now - since > limit:
+                self._restored.pop(device_id, None)
+                p.cause = (f"offline: no keepalive or REGISTER for {now - since:.0f} s since "
+                           "VIIS restarted")
+                self._on_event("offline", p)
+
+    async def _initial_queries(self, device_id: str) -> None:
+        try:
+            await self.sync_catalog(device_id)
+        except Exception as e:  # noqa: BLE001 - recorded on the peer for the diagnosis
+            self._note_error(device_id, f"catalog query failed: {e}")
+        try:
+            await self.device_info(device_id)
+        except Exception as e:  # noqa: BLE001
+            self._note_error(device_id, f"DeviceInfo query failed: {e}")
+
+    def _periodic_catalogs(self) -> None:
+        now = self.clock.now()
+        for device_id, p in list(self.platform.peers.items()):
+            last = self._catalog_at.get(device_id)
+            if p.online and last is not None and now - last >= self.settings.catalog_interval_s:
+                self._catalog_at[device_id] = now  # also throttles a device that never answers
+                self._spawn(self._initial_queries(device_id))
+
+    def _note_error(self, device_id: str, text: str) -> None:
+        p = self.platform.peers.get(device_id)
+        if p is not None:
+            p.last_error = text[:500]
+            self._dirty.setdefault(device_id, False)
+        log.warning("gb28181_query_failed", device=device_id, error=text[:300])
+
+    # ---- MANSCDP in --------------------------------------------------------------------
+
+    def _on_manscdp(self, p: PeerState, root: ET.Element, req: SipRequest) -> None:
+        try:
+            msg = manscdp.parse(req.body, req.charset)
+        except manscdp.ManscdpError as e:
+            p.note(f"MANSCDP: {e.reason}")
+            return
+        if msg.root == "Response" and msg.cmd in ("Catalog", "RecordInfo"):
+            self.assembler.add(msg)
+            return
+        fut = self._answers.get((p.device_id, msg.sn))
+        if msg.root == "Response" and fut is not None and not fut.done():
+            fut.set_result(msg)
+            return
+        if msg.root == "Notify" and msg.cmd == "MediaStatus":
+            self.calls.media_status(p.device_id, msg)
+            return
+        if msg.root == "Notify" and msg.cmd == "Alarm":
+            log.warning("gb28181_alarm", device=p.device_id, channel=msg.device_id,
+                        description=(msg.get("AlarmDescription") or "")[:200],
+                        method=msg.get("AlarmMethod"))
+
+    # ---- requests out ----------------------------------------------------------------
+
+    def peer(self, device_id: str) -> PeerState:
+        p = self.platform.peers.get(device_id)
+        if p is None:
+            raise DeviceError(f"device {device_id} is unknown: it never registered")
+        if not p.registered or p.address is None:
+            raise DeviceError(f"device {device_id} is not registered ({p.cause or 'offline'})")
+        return p
+
+    def local_host(self, addr: tuple[str, int]) -> str:
+        """The address a peer reaches us at: the bound host, or the one routed to it."""
+        host = self.config.host
+        if host not in ("0.0.0.0", "", "::"):
+            return host
+        import socket
+
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(addr)
+                return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+    def build_request(self, method: str, p: PeerState, *, to_user: str | None = None,
+                      body: bytes = b"", content_type: str | None = None,
+                      headers: dict[str, str] | None = None) -> SipRequest:
+        assert p.address is not None
+        user = to_user or p.device_id
+        host = self.local_host(p.address)
+        port = (self.platform.addresses.get(p.transport.upper())
+                or next(iter(self.platform.addresses.values())))[1]
+        req = SipRequest(method, f"sip:{user}@{p.address[0]}:{p.address[1]}")
+        h = req.headers
+        h.add("Via", f"SIP/2.0/{p.transport.upper()} {host}:{port};rport;branch={new_branch()}")
+        h.add("Max-Forwards", "70")
+        h.add("From", f"<sip:{self.config.server_id}@{self.config.domain}>;tag={new_tag()}")
+        h.add("To", f"<sip:{user}@{self.config.domain}>")
+        h.add("Call-ID", f"{new_tag()}{new_tag()}@{host}")
+        h.add("CSeq", f"{next(self._sn) % 1_000_000 + 1} {method}")
+        if method == "INVITE":
+            t = ";transport=tcp" if p.transport.upper() == "TCP" else ""
+            h.add("Contact", f"<sip:{self.config.server_id}@{host}:{port}{t}>")
+        h.add("User-Agent", "VIIS")
+        for k, v in (headers or {}).items():
+            h.set(k, v)
+        if body:
+            h.add("Content-Type", content_type or "Application/MANSCDP+xml")
+        req.body = body
+        return req
+
+    async def send_manscdp(self, p: PeerState, body: bytes) -> SipResponse:
+        req = self.build_request("MESSAGE", p, body=body)
+        try:
+            resp = await self.platform.layer.request(req, p.address, p.transport)
+        except TransactionTimeout as e:
+            raise DeviceError(f"device {p.device_id} did not answer the MESSAGE at "
+                              f"{p.address[0]}:{p.address[1]} ({p.transport}): offline, or "
+                              "NAT has closed the path (check the keepalive)") from e
+        if resp.status >= 300:
+            raise DeviceError(f"device {p.device_id} refused the MESSAGE: {resp.status} "
+                              f"{resp.reason}")
+        return resp
+
+    def _charset(self, p: PeerState) -> str:
+        return "UTF-8" if p.charset == "utf-8" else "GB2312"
+
+    async def _query_one(self, device_id: str, cmd: str, root: str = "Query",
+                         fields: dict[str, Any] | None = None,
+                         target: str | None = None) -> manscdp.Manscdp:
+        p = self.peer(device_id)
+        sn = next(self._sn)
+        fut = asyncio.get_running_loop().create_future()
+        self._answers[(device_id, sn)] = fut
+        try:
+            body = manscdp.build(root, cmd, sn, target or device_id, fields,
+                                 charset=self._charset(p))
+            await self.send_manscdp(p, body)
+            try:
+                return await asyncio.wait_for(fut, self.settings.query_timeout_s)
+            except TimeoutError as e:
+                raise DeviceError(f"device {device_id} accepted the {cmd} request but sent no "
+                                  f"answer within {self.settings.query_timeout_s:g} s") from e
+        finally:
+            self._answers.pop((device_id, sn), None)
+
+    async def _query_list(self, device_id: str, cmd: str, target: str,
+                          fields: dict[str, Any] | None = None) -> manscdp.AssembledList:
+        p = self.peer(device_id)
+        sn = next(self._sn)
+        fut = self.assembler.wait(target, sn, cmd)
+        body = manscdp.query(cmd, sn, target, fields, charset=self._charset(p))
+        try:
+            await self.send_manscdp(p, body)
+        except DeviceError:
+            fut.cancel()
+            raise
+        return await fut
+
+    # ---- public API ------------------------------------------------------------------
+
+    async def sync_catalog(self, device_id: str):
+        """Catalog query; the (possibly split) answer is stored and synced into the camera
+        registry. A partial answer (a part lost over UDP) adds and updates but removes
+        nothing, and the peer's diagnosis says so."""
+        self._catalog_at[device_id] = self.clock.now()
+        result = await self._query_list(device_id, "Catalog", device_id)
+        p = self.platform.peers.get(device_id)
+        if not result.complete and p is not None:
+            p.note(f"incomplete catalog: {len(result.items)} of {result.sum_num} items arrived "
+                   "(UDP fragments lost? use TCP or fewer items per message on the device)")
+        now = self.app.clock.wall_ms()
+
+        def write():
+            with self.app.db.session() as s:
+                return self.store.sync_catalog(s, device_id, result.items, result.complete, now)
+
+        return await self._db(write)
+
+    async def device_info(self, device_id: str) -> dict[str, Any]:
+        msg = await self._query_one(device_id, "DeviceInfo")
+        now = self.app.clock.wall_ms()
+
+        def write():
+            with self.app.db.session() as s:
+                self.store.set_info(s, device_id, msg.fields, now)
+
+        await self._db(write)
+        return dict(msg.fields)
+
+    async def device_status(self, device_id: str) -> dict[str, Any]:
+        msg = await self._query_one(device_id, "DeviceStatus")
+        return dict(msg.fields)
+
+    async def record_info(self, device_id: str, channel_id: str, start_ms: int, end_ms: int,
+                          record_type: str = "all") -> RecordList:
+        """A device's own recordings of a channel (RecordInfo; split answers aggregated)."""
+        fields = {"StartTime": manscdp.gb_time(start_ms), "EndTime": manscdp.gb_time(end_ms),
+                  "Secrecy": 0, "Type": record_type}
+        r = await self._query_list(device_id, "RecordInfo", channel_id, fields)
+        items = []
+        for it in r.items:
+            row = dict(it)
+            for k, out in (("StartTime", "start_ms"), ("EndTime", "end_ms")):
+                try:
+                    row[out] = manscdp.parse_gb_time(str(it.get(k)))
+                except ValueError:
+                    row[out] = None
+            items.append(row)
+        items.sort(key=lambda x: x.get("start_ms") or 0)
+        return RecordList(channel_id, items, r.complete, r.sum_num)
+
+    async def ptz(self, device_id: str, channel_id: str, ptz_cmd: str) -> None:
+        """Send a DeviceControl PTZCmd (16 hex digits from :mod:`.ptz`) to a channel."""
+        p = self.peer(device_id)
+        body = manscdp.build("Control", "DeviceControl", next(self._sn), channel_id,
+                             {"PTZCmd": ptz_cmd, "Info": {"ControlPriority": 5}},
+                             charset=self._charset(p))
+        await self.send_manscdp(p, body)
+
+    async def invite_device(self, device_id: str, channel_id: str, sdp_offer: str,
+                            playback: bool = False):
+        """INVITE a device's channel to send media; returns (dialog, answer SDP)."""
+        return await self.calls.invite(device_id, channel_id, sdp_offer)
+
+    async def bye(self, dialog) -> None:
+        await self.calls.bye(dialog)
+
+    # ---- views for the REST API --------------------------------------------------------
+
+    def diagnose(self, device_id: str, row: GbDevice | None = None) -> dict[str, Any]:
+        d = self.platform.diagnose(device_id)
+        live = self.platform.peers.get(device_id)
+        view = device_view(row) if row is not None else {"device_id": device_id}
+        if live is not None:
+            view.update(registered=live.registered, online=live.online,
+                        transport=live.transport,
+                        address=f"{live.address[0]}:{live.address[1]}" if live.address else "",
+                        last_keepalive_ms=self._wall_ms(live.last_keepalive),
+                        expires_ms=self._wall_ms(live.expires_at), last_error=live.last_error,
+                        keepalives=live.keepalives, auth_failures=live.auth_failures,
+                        warnings=list(live.warnings), charset=live.charset)
+        view["known"] = d["known"] or row is not None
+        view["cause"] = diagnosis(view, d.get("cause", ""))
+        view["trace"] = bool(self.trace is not None and self.trace.enabled(device_id))
+        return view
+
+    def _trace(self, direction: str, msg, addr: tuple[str, int]) -> None:
+        t = self.trace
+        if t is None or not t.any_enabled():
+            return
+        try:
+            peer = (msg.from_ if direction == "in" and isinstance(msg, SipRequest)
+                    or direction == "out" and isinstance(msg, SipResponse) else msg.to).uri.user
+        except Exception:  # noqa: BLE001 - an unparseable header is traced under its address
+            peer = ""
+        if peer and t.enabled(peer):
+            t.record(peer, direction, msg.encode(), addr)
+
+
+def diagnosis(view: dict[str, Any], cause: str) -> str:
+    """One plain-language sentence on the peer's state (issue 7, diagnostics)."""
+    if cause:
+        return cause
+    if not view.get("known"):
+        return "never seen: no REGISTER arrived from this ID"
+    if view.get("online"):
+        warnings = view.get("warnings") or []
+        return f"online; note: {warnings[-1]}" if warnings else "online"
+    if view.get("registered"):
+        return "registered, waiting for a keepalive"
+    return "offline"
+
+
+__all__ = ["DeviceError", "GbPlatformService", "RecordList", "channel_view", "device_view",
+           "fault_kind"]
