@@ -310,7 +310,7 @@ def split_list(
     """Split a list response into messages of at most ``per_message`` items and, where an
     item fits, at most ``max_bytes`` encoded bytes each; ``SumNum`` is the total and each
     list's ``Num`` the items in that message. An item too big on its own goes alone."""
-    head_fields = {"SumNum": len(items), **(fields or {})}
+    head_fields = {**(fields or {}), "SumNum": len(items)}  # RecordInfo: Name, then SumNum
     head = _encode(_head(root, cmd, sn, device_id, head_fields, charset), charset)
     width = len(str(len(items)))
     fixed = len(head) + len(f'<{list_tag} Num="{"9" * width}">\n</{list_tag}>\n</{root}>\n')
