@@ -67,7 +67,17 @@ class RecordingUpper:
         self.datagrams: list[int] = []  # sizes of what the lower sent us over UDP
         self.ep.on_request("REGISTER", self._register)
         self.ep.on_request("MESSAGE", self._message)
-        self.ep.on_request("NOTIFY", self._notify)
+        # NOTIFYs of our catalog subscription come inside its dialog (To tag set); the bare
+        # endpoint keeps no SUBSCRIBE dialogs, so take them before its dialog check (481)
+        inner = self.ep.layer.on_request
+
+        def on_request(req, txn):
+            if req.method == "NOTIFY":
+                self._notify(req, txn)
+            else:
+                inner(req, txn)
+
+        self.ep.layer.on_request = on_request
         self.ep.add_trace(self._trace)
 
     def _trace(self, direction, msg, addr, transport):

@@ -601,7 +601,8 @@ class Cascade:
         self.status_poll_s = status_poll_s
         self.invite_handler: InviteHandler | None = None
         self.control_handler: Callable[..., Any] | None = None
-        self._online: dict[int, bool] = {}
+        self._raw: dict[int, bool] = {}  # recorder state per camera
+        self._last: dict[int, bool] = {}  # the state subscribers last heard of
         self._lost: set[int] = set()  # cameras with an open signal-loss fault
         self._poll: TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -771,11 +772,15 @@ class Cascade:
     # ---- camera status and health ----------------------------------------------------------------
 
     def online(self, camera_id: int) -> bool:
+        """Recording (the recorder's state, or True without a status source) and no open
+        signal-loss fault."""
         if camera_id in self._lost:
             return False
-        if self.status_fn is None:
-            return self._online.get(camera_id, True)
-        return self._online.get(camera_id, bool(self.status_fn(camera_id)))
+        if camera_id not in self._raw:
+            if self.status_fn is None:
+                return True
+            self._raw[camera_id] = bool(self.status_fn(camera_id))
+        return self._raw[camera_id]
 
     def _schedule_poll(self) -> None:
         if self.status_fn is None or self.status_poll_s <= 0:
@@ -787,32 +792,35 @@ class Cascade:
 
         self._poll = self.clock.call_later(self.status_poll_s, tick)
 
-    async def poll_status(self) -> int:
-        """Compare every shared camera's state with the last one seen and NOTIFY subscribers
-        of the changes; returns the number of changed cameras."""
-        if self.status_fn is None:
-            return 0
+    async def _check(self, camera_ids: list[int]) -> int:
+        """NOTIFY subscribers of the cameras whose state differs from the last one seen."""
         changed: dict[int, bool] = {}
-        for c in list(self.clients.values()):
-            for sh in await self.shares_async(c.upper):
-                if sh.camera_id in changed:
-                    continue
-                now = bool(self.status_fn(sh.camera_id)) and sh.camera_id not in self._lost
-                before = self._online.get(sh.camera_id)
-                self._online[sh.camera_id] = now
-                if before is not None and before != now:
-                    changed[sh.camera_id] = now
+        for cid in camera_ids:
+            now = self.online(cid)
+            before = self._last.get(cid)
+            self._last[cid] = now
+            if before is not None and before != now:
+                changed[cid] = now
         if changed:
             await self._notify_changes(changed)
         return len(changed)
 
+    async def poll_status(self) -> int:
+        """Read every shared camera's state and NOTIFY subscribers of the changes; returns
+        the number of cameras that changed."""
+        ids: list[int] = []
+        for c in list(self.clients.values()):
+            ids += [sh.camera_id for sh in await self.shares_async(c.upper)]
+        ids = list(dict.fromkeys(ids))
+        if self.status_fn is not None:
+            for cid in ids:
+                self._raw[cid] = bool(self.status_fn(cid))
+        return await self._check(ids)
+
     async def camera_status_changed(self, camera_id: int, online: bool) -> None:
-        before = self.online(camera_id)
-        self._online[camera_id] = online
-        if online:
-            self._lost.discard(camera_id)
-        if before != self.online(camera_id):
-            await self._notify_changes({camera_id: self.online(camera_id)})
+        """Push a camera's recording state (instead of waiting for the next poll)."""
+        self._raw[camera_id] = online
+        await self._check([camera_id])
 
     async def _notify_changes(self, changed: dict[int, bool]) -> None:
         for c in list(self.clients.values()):
@@ -840,13 +848,12 @@ class Cascade:
         name, kind, cam = d.get("event"), str(t.get("kind") or ""), t.get("camera_id")
         at_ms = int(d.get("at_ms") or self.app_clock_ms())
         if kind == "video_signal_loss" and cam is not None:
-            before = self.online(cam)
+            self._last.setdefault(cam, self.online(cam))
             if name in ("opened", "recurred"):
                 self._lost.add(cam)
             elif name in ("cleared", "closed"):
                 self._lost.discard(cam)
-            if before != self.online(cam):
-                await self._notify_changes({cam: self.online(cam)})
+            await self._check([cam])
         if name not in ("opened", "recurred"):
             return 0
         sent = 0

@@ -1,0 +1,290 @@
+"""Cascade up, answers (Q13.1: what an upper platform sees is its share list, filtered by
+security level; Q12.1, N12.1: GB/T 28181 MANSCDP in the upper's charset). The upper is a
+bare SIP endpoint on loopback that sends the queries and keeps what it receives."""
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from tests.interconnect.cascade_helpers import (
+    CH, LOCAL, UPPER, RecordingUpper, add_camera, add_upper, app_on, share, wait_for,
+)
+from viis.interconnect.gb28181.cascade import Cascade
+from viis.interconnect.gb28181.cascade_answers import gb_time, parse_gb_time, xml_body
+from viis.interconnect.gb28181.cascade_store import UpperPlatform
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00Z = 08:00 in Beijing
+
+
+def q(cmd, sn=7, device=LOCAL, extra="", enc="GB2312"):
+    return (f'<?xml version="1.0" encoding="{enc}"?>\r\n<Query>\r\n<CmdType>{cmd}</CmdType>\r\n'
+            f"<SN>{sn}</SN>\r\n<DeviceID>{device}</DeviceID>\r\n{extra}</Query>\r\n").encode()
+
+
+async def lower_and_upper(app, charset="GB2312", transport="UDP", status=None, level=1):
+    up = await RecordingUpper(transport=transport).start()
+    u = add_upper(app, up.port, charset=charset, transport=transport, level=level,
+                  keepalive_s=5, register_expires=3600)
+    c = Cascade(app, host="127.0.0.1", port=0, t1=0.05, status_fn=status, status_poll_s=0)
+    await c.start()
+    assert await wait_for(lambda: c.clients[u.id].registered)
+    return up, u, c
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_catalog_is_split_small_per_udp_message_with_sumnum_and_only_shared_cameras(
+        sqlite_db, rules):
+    app = app_on(sqlite_db)
+
+    async def main():
+        cams = [add_camera(app, rules, f"门口摄像机{i}", site=f"东门{i}号") for i in range(7)]
+        secret = add_camera(app, rules, "机要室", level=3)
+        add_camera(app, rules, "not-shared")
+        up, u, c = await lower_and_upper(app, level=1)
+        try:
+            share(app, u, [{"camera_id": x.id, "channel_id": CH.format(i)}
+                           for i, x in enumerate(cams)])
+            # level raised after sharing would not matter: it is refused and filtered anyway
+            with pytest.raises(Exception):
+                share(app, u, [{"camera_id": secret.id, "channel_id": CH.format(99)}])
+            r = await up.query(c.local_port, q("Catalog"))
+            assert r.status == 200
+            assert await wait_for(lambda: sum(x[1].el.find("DeviceList").get("Num") is not None
+                                              for x in up.bodies("Catalog")) >= 2)
+            await asyncio.sleep(0.3)
+            got = up.bodies("Catalog")
+            assert len(got) >= 2  # split
+            items = []
+            for m, body in got:
+                assert body.text("SumNum") == "7" and body.sn == 7 and body.device_id == LOCAL
+                dl = body.el.find("DeviceList")
+                assert int(dl.get("Num")) == len(dl.findall("Item"))
+                items += [it.findtext("DeviceID") for it in dl.findall("Item")]
+                assert m.body.startswith(b'<?xml version="1.0" encoding="GB2312"?>')
+                m.body.decode("gb2312")  # really GB2312
+            assert sorted(items) == [CH.format(i) for i in range(7)]
+            assert max(up.datagrams) <= 1472, up.datagrams  # one Ethernet frame each
+            names = {it.findtext("Name") for _, b in got for it in b.el.iter("Item")}
+            assert "门口摄像机3" in names and "机要室" not in names
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())
+
+
+def test_catalog_in_utf8_and_a_name_gb2312_cannot_encode(sqlite_db, rules):
+    app = app_on(sqlite_db)
+
+    async def main():
+        cam = add_camera(app, rules, "朱镕基路口")  # 镕 is not in GB2312
+        for charset in ("GB2312", "UTF-8"):
+            up, u, c = await lower_and_upper(app, charset=charset)
+            try:
+                share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
+                await up.query(c.local_port, q("Catalog"))
+                assert await wait_for(lambda: up.bodies("Catalog"))
+                m, body = up.bodies("Catalog")[0]
+                assert body.el.find("DeviceList/Item/Name").text == "朱镕基路口"
+                assert f'encoding="{charset}"'.encode() in m.body
+            finally:
+                await c.stop()
+                await up.stop()
+                with sqlite_db.session() as s:
+                    from viis.interconnect.gb28181 import cascade_store as store
+                    store.delete_upper(s, u.id, actor="t", now_ms=1)
+
+    run(main())
+
+
+def test_device_info_and_status_of_the_platform_and_of_a_channel(sqlite_db, rules):
+    app = app_on(sqlite_db)
+    online = {}
+
+    async def main():
+        a = add_camera(app, rules, "a")
+        b = add_camera(app, rules, "b")
+        online.update({a.id: True, b.id: False})
+        up, u, c = await lower_and_upper(app, status=lambda cid: online.get(cid))
+        try:
+            share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)},
+                           {"camera_id": b.id, "channel_id": CH.format(2)}])
+            assert (await up.query(c.local_port, q("DeviceInfo", sn=1))).status == 200
+            assert (await up.query(c.local_port, q("DeviceStatus", 2, CH.format(2)))).status == 200
+            assert (await up.query(c.local_port, q("DeviceStatus", 3, CH.format(1)))).status == 200
+            assert (await up.query(c.local_port, q("DeviceInfo", 4, CH.format(9)))).status == 404
+            assert await wait_for(lambda: len(up.bodies("DeviceStatus")) == 2)
+            info = up.bodies("DeviceInfo")[0][1]
+            assert info.device_id == LOCAL and info.text("Channel") == "2"
+            assert info.text("Result") == "OK" and info.text("Manufacturer") == "VIIS"
+            st = {b.sn: b for _, b in up.bodies("DeviceStatus")}
+            assert st[2].text("Online") == "OFFLINE" and st[3].text("Online") == "ONLINE"
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())
+
+
+def test_record_info_from_the_index_gaps_excluded_and_level_enforced(footage, db, rules):
+    app = SimpleNamespace(db=db, clock=footage.clock)
+
+    async def main():
+        cam = footage.camera("gate")
+        secret = footage.camera("vault", security_level=2)
+        for k in range(3):  # 08:00-08:03 Beijing
+            footage.segment(cam, T0 + k * 60_000)
+        footage.gap(cam, T0 + 180_000, T0 + 300_000)  # 08:03-08:05: camera unreachable
+        footage.segment(cam, T0 + 300_000)  # 08:05-08:06
+        footage.segment(secret, T0)
+        up, u, c = await lower_and_upper(app, level=1)
+        try:
+            share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
+            with db.session() as s:  # shared at level 1 ... then raised: never answered
+                from viis.interconnect.gb28181.cascade_models import GbShare
+                s.add(GbShare(upper_id=u.id, camera_id=secret.id, channel_id=CH.format(2),
+                              ptz_allowed=False, created_ms=1))
+            window = ("<StartTime>2026-01-01T08:01:30</StartTime>"
+                      "<EndTime>2026-01-01T09:00:00</EndTime><Secrecy>0</Secrecy><Type>all</Type>")
+            assert (await up.query(c.local_port,
+                                   q("RecordInfo", 5, CH.format(1), window))).status == 200
+            assert (await up.query(c.local_port,
+                                   q("RecordInfo", 6, CH.format(2), window))).status == 404
+            assert c.channel(UPPER, CH.format(2)) is None and c.channel(u.id, CH.format(1)) == cam.id
+            assert await wait_for(lambda: up.bodies("RecordInfo"))
+            await asyncio.sleep(0.2)
+            (_, body), = up.bodies("RecordInfo")
+            assert body.device_id == CH.format(1) and body.text("SumNum") == "2"
+            got = [(it.findtext("StartTime"), it.findtext("EndTime"))
+                   for it in body.el.find("RecordList").findall("Item")]
+            assert got == [("2026-01-01T08:01:30", "2026-01-01T08:03:00"),
+                           ("2026-01-01T08:05:00", "2026-01-01T08:06:00")]
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())
+
+
+def test_catalog_subscribe_then_notify_when_a_shared_camera_goes_offline_and_back(
+        sqlite_db, rules):
+    app = app_on(sqlite_db)
+    online = {}
+
+    async def main():
+        a = add_camera(app, rules, "a")
+        b = add_camera(app, rules, "b")
+        hidden = add_camera(app, rules, "hidden")
+        online.update({a.id: True, b.id: True, hidden.id: True})
+        up, u, c = await lower_and_upper(app, status=lambda cid: online.get(cid))
+        try:
+            share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)},
+                           {"camera_id": b.id, "channel_id": CH.format(2)}])
+            await c.poll_status()
+            r = await up.query(c.local_port, q("Catalog", 9), method="SUBSCRIBE",
+                               headers={"Event": "Catalog;id=1", "Expires": "3600"})
+            assert r.status == 200 and r.get("Expires") == "3600" and r.to.tag
+            online[a.id] = False
+            online[hidden.id] = False  # not shared: no event
+            assert await c.poll_status() == 1
+            assert await wait_for(lambda: len(up.notifies) == 1)
+            n = up.notifies[0]
+            assert n.get("Event") == "Catalog;id=1" and n.from_.tag == r.to.tag
+            assert n.get("Subscription-State").startswith("active")
+            items = list(xml_items(n.body))
+            assert items == [(CH.format(1), "OFF")]
+            # health: a signal-loss ticket on b turns it OFF too, and its clearing ON again
+            ev = {"event": "opened", "at_ms": T0, "ticket": {
+                "kind": "video_signal_loss", "camera_id": b.id, "severity": "critical",
+                "message": "no keyframe for 30 s"}}
+            await c.ticket_event(ev)
+            online[a.id] = True
+            await c.poll_status()
+            await c.ticket_event(ev | {"event": "cleared"})
+            assert await wait_for(lambda: len(up.notifies) == 4)
+            await asyncio.sleep(0.2)
+            events = [x for nn in up.notifies for x in xml_items(nn.body)]
+            assert events == [(CH.format(1), "OFF"), (CH.format(2), "OFF"), (CH.format(1), "ON"),
+                              (CH.format(2), "ON")]
+            assert [int(nn.cseq[0]) for nn in up.notifies] == [1, 2, 3, 4]
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())
+
+
+def xml_items(body):
+    from viis.interconnect.gb28181.cascade_answers import parse_query
+    qq = parse_query(body)
+    assert qq.root == "Notify" and qq.cmd == "Catalog"
+    for it in qq.el.find("DeviceList").findall("Item"):
+        yield it.findtext("DeviceID"), it.findtext("Event")
+
+
+def test_health_faults_become_alarm_notifications_for_uppers_that_see_the_camera(
+        sqlite_db, rules):
+    app = app_on(sqlite_db)
+
+    async def main():
+        a = add_camera(app, rules, "a")
+        other = add_camera(app, rules, "other")
+        up, u, c = await lower_and_upper(app)
+        try:
+            share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)}])
+            t = {"kind": "video_black", "severity": "critical", "message": "黑屏 black picture"}
+            assert await c.ticket_event({"event": "opened", "at_ms": T0,
+                                         "ticket": t | {"camera_id": a.id}}) == 1
+            assert await c.ticket_event({"event": "opened", "at_ms": T0,
+                                         "ticket": t | {"camera_id": other.id}}) == 0
+            assert await c.ticket_event({"event": "acknowledged", "at_ms": T0,
+                                         "ticket": t | {"camera_id": a.id}}) == 0
+            assert await c.ticket_event({"event": "opened", "at_ms": T0, "ticket": {
+                "kind": "disk_full", "severity": "critical", "message": "disk full",
+                "camera_id": None}}) == 1
+            alarms = up.bodies("Alarm")
+            assert [b.device_id for _, b in alarms] == [CH.format(1), LOCAL]
+            first = alarms[0][1]
+            assert first.text("AlarmPriority") == "1" and first.text("AlarmMethod") == "5"
+            assert first.text("AlarmTime") == "2026-01-01T08:00:00"
+            assert first.text("AlarmDescription") == "黑屏 black picture"
+            assert alarms[1][1].text("AlarmMethod") == "6"
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())
+
+
+def test_requests_from_a_stranger_or_a_spoofed_address_are_refused(sqlite_db, rules):
+    app = app_on(sqlite_db)
+
+    async def main():
+        up, u, c = await lower_and_upper(app)
+        stranger = await RecordingUpper(server_id="44010000002000000009").start()
+        try:
+            r = await stranger.query(c.local_port, q("Catalog"))
+            assert r.status == 403
+            c.clients[u.id]._ips = {"10.9.9.9"}  # the configured upper lives elsewhere
+            assert (await up.query(c.local_port, q("Catalog"))).status == 403
+            assert "refused" in c.diagnose()[0]["warnings"][-1]
+        finally:
+            await c.stop()
+            await up.stop()
+            await stranger.stop()
+
+    run(main())
+
+
+def test_gb_time_round_trip_and_charref_fallback():
+    assert gb_time(T0) == "2026-01-01T08:00:00"
+    for text in ("2026-01-01T08:00:00", "2026-01-01 08:00:00", "2026-01-01T08:00:00.000",
+                 "2026-01-01T00:00:00Z"):
+        assert parse_gb_time(text) == T0
+    u = UpperPlatform(1, "x", UPPER, UPPER[:10], "h", 1, charset="GB2312", local_id=LOCAL)
+    body = xml_body("Response", "Catalog", 1, LOCAL, [("Name", "镕")], charset=u.charset)
+    assert b"&#38229;" in body
