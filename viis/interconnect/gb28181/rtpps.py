@@ -345,12 +345,13 @@ class _RecvStream(asyncio.Protocol):
 class PsReceiver:
     """Receives PS over RTP and hands complete frames to ``on_frame``.
 
-    Stats: ``packets``/``bytes`` (every RTP packet that arrived, any SSRC),
-    ``first_packet_at``/``last_packet_at`` (clock seconds), ``accepted``, ``lost``
-    (sequence gaps), ``late`` (duplicate or out of order, dropped), ``ssrc_mismatch`` (with
-    ``mismatched_ssrc``, the value the peer really sends), ``invalid`` (not RTP),
-    ``frames``, ``frames_dropped`` (damaged by loss or too large), ``skipped_before_key``,
-    ``demux_errors``."""
+    Stats: ``received``/``bytes`` (everything that arrived), ``first_packet_at``/
+    ``last_packet_at`` (clock seconds, any packet), ``packets`` (RTP with the expected
+    SSRC), ``ssrc_mismatch`` (RTP with another SSRC; ``last_ssrc`` is the SSRC last seen,
+    ``mismatched_ssrc`` the wrong one: what the peer really sends), ``invalid`` (not RTP),
+    ``lost`` (sequence gaps), ``late`` (duplicate or out of order, dropped), ``frames``,
+    ``frames_dropped`` (damaged by loss or too large), ``skipped_before_key``,
+    ``demux_errors``. ``causes.stream_cause`` reads these."""
 
     def __init__(self, mode: str, on_frame: Callable[[PsFrame], None], expected_ssrc: int | None,
                  *, clock: Clock | None, codec: str | None, ssrc_check: bool,
@@ -370,8 +371,9 @@ class PsReceiver:
         self.last_source: Addr | None = None
         self.last_error = ""
         self.ssrc: int | None = None  # the SSRC being received
-        self.stats: dict = {"packets": 0, "bytes": 0, "accepted": 0, "lost": 0, "late": 0,
-                            "ssrc_mismatch": 0, "mismatched_ssrc": None, "invalid": 0,
+        self.stats: dict = {"received": 0, "bytes": 0, "packets": 0, "lost": 0, "late": 0,
+                            "ssrc_mismatch": 0, "last_ssrc": None, "mismatched_ssrc": None,
+                            "invalid": 0, "demux_errors": 0,
                             "seq_jumps": 0, "frames": 0, "frames_dropped": 0,
                             "skipped_before_key": 0, "callback_errors": 0, "tcp_desync": 0,
                             "connections": 0, "first_packet_at": None, "last_packet_at": None}
@@ -448,7 +450,7 @@ class PsReceiver:
         """One RTP packet; False when it is not RTP at all."""
         st = self.stats
         now = self.clock.now()
-        st["packets"] += 1
+        st["received"] += 1
         st["bytes"] += len(p)
         if st["first_packet_at"] is None:
             st["first_packet_at"] = now
@@ -468,11 +470,13 @@ class PsReceiver:
         if off > end:
             st["invalid"] += 1
             return False
+        st["last_ssrc"] = ssrc
         if self.expected_ssrc is not None and ssrc != self.expected_ssrc:
             st["ssrc_mismatch"] += 1
             st["mismatched_ssrc"] = ssrc
             if self.ssrc_check:
                 return True
+        st["packets"] += 1
         if self.ssrc is not None and ssrc != self.ssrc:  # the sender restarted
             self._abandon_frame()
             self._seq = None
@@ -490,7 +494,6 @@ class PsReceiver:
                 else:
                     st["seq_jumps"] += 1
         self._seq = seq
-        st["accepted"] += 1
         if self._cur_ts is not None and ts != self._cur_ts:
             if gap:
                 self._damaged = True  # the lost packets may be this frame's tail
