@@ -203,6 +203,17 @@ EXPECT.update({
     ("POST", "/api/duty/reports/{report_id}/acknowledge"): POLICE,
     ("GET", "/api/register.pdf"): ADMIN_AUDIT,
 })
+# GB/T 28181 upper platforms we register to (Q13.1): the unit's administrators decide what
+# each sees; auditors read it.
+EXPECT.update({
+    ("GET", "/api/gb28181/uppers"): ADMIN_AUDIT,
+    ("POST", "/api/gb28181/uppers"): ADMINS,
+    ("GET", "/api/gb28181/uppers/{upper_id}"): ADMIN_AUDIT,
+    ("PATCH", "/api/gb28181/uppers/{upper_id}"): ADMINS,
+    ("DELETE", "/api/gb28181/uppers/{upper_id}"): ADMINS,
+    ("GET", "/api/gb28181/uppers/{upper_id}/shares"): ADMIN_AUDIT,
+    ("PUT", "/api/gb28181/uppers/{upper_id}/shares"): ADMINS,
+})
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}
 
@@ -211,7 +222,8 @@ def url(path: str) -> str:
     p = path.replace("{camera_id}", "1").replace("{hold_id}", "1").replace("{user_id}", "1") \
         .replace("{token_id}", "1").replace("{request_id}", "1").replace("{session_id}", "1") \
         .replace("{lift_id}", "1").replace("{job_id}", "1").replace("{ticket_id}", "1") \
-        .replace("{shift_id}", "1").replace("{visit_id}", "1").replace("{report_id}", "1")
+        .replace("{shift_id}", "1").replace("{visit_id}", "1").replace("{report_id}", "1") \
+        .replace("{upper_id}", "1")
     return p + QUERY.get(p.rsplit("/", 1)[-1], "")
 
 

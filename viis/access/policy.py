@@ -175,6 +175,11 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "duty.report.read": frozenset({OPERATOR, UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN, INVESTIGATOR,
                                    APPROVER}),
     "duty.report.ack": frozenset({INVESTIGATOR, APPROVER}),
+    # GB/T 28181 upper platforms we register to (Q13.1; viis.web.routes_gb_cascade): which
+    # city platform sees which cameras at which grade is the unit's administrators' decision;
+    # auditors read it (and the registration state) when they inspect the unit.
+    "gb.cascade.read": frozenset({UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN}),
+    "gb.cascade.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
     "self": _ALL,  # own profile, password, TOTP, API tokens: any signed-in user, even one
                    # without roles (see decide_admin)
 }

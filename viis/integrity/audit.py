@@ -72,6 +72,7 @@ KINDS = (
     "duty.report", "duty.report_ack",
     "gb.upper.create", "gb.upper.update", "gb.upper.delete", "gb.share.set",
     "chain.heads",
+    "gb28181.trace", "gb28181.ptz",
 )
 
 

@@ -30,7 +30,7 @@ from viis.health.faults import clear_fault, raise_fault
 
 from . import manscdp
 from .clock import Clock
-from .devices import DeviceSnapshot, DeviceStore, GbDevice, channel_view, device_view
+from .devices import DeviceSnapshot, DeviceStore, channel_view, device_view
 from .invite import DeviceCalls
 from .platform import PeerState, Platform, PlatformConfig
 from .sip import SipRequest, SipResponse, new_branch, new_tag
@@ -73,7 +73,6 @@ class GbPlatformService:
         )
         self.platform = Platform(self.config, clock=clock, on_event=self._on_event)
         self.platform.on_manscdp = self._on_manscdp
-        self.platform.tracer = self._trace
         self.clock = self.platform.clock
         self.store = DeviceStore(app.cameras)
         self.assembler = manscdp.CatalogAssembler(self.clock, timeout=st.query_timeout_s)
@@ -497,10 +496,11 @@ class GbPlatformService:
 
     # ---- views for the REST API --------------------------------------------------------
 
-    def diagnose(self, device_id: str, row: GbDevice | None = None) -> dict[str, Any]:
+    def diagnose(self, device_id: str, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The peer's state and a plain-language cause; ``stored`` is its ``device_view``."""
         d = self.platform.diagnose(device_id)
         live = self.platform.peers.get(device_id)
-        view = device_view(row) if row is not None else {"device_id": device_id}
+        view = dict(stored) if stored is not None else {"device_id": device_id}
         if live is not None:
             view.update(registered=live.registered, online=live.online,
                         transport=live.transport,
@@ -509,22 +509,20 @@ class GbPlatformService:
                         expires_ms=self._wall_ms(live.expires_at), last_error=live.last_error,
                         keepalives=live.keepalives, auth_failures=live.auth_failures,
                         warnings=list(live.warnings), charset=live.charset)
-        view["known"] = d["known"] or row is not None
+        view["known"] = d["known"] or stored is not None
         view["cause"] = diagnosis(view, d.get("cause", ""))
         view["trace"] = bool(self.trace is not None and self.trace.enabled(device_id))
         return view
 
-    def _trace(self, direction: str, msg, addr: tuple[str, int]) -> None:
-        t = self.trace
-        if t is None or not t.any_enabled():
-            return
-        try:
-            peer = (msg.from_ if direction == "in" and isinstance(msg, SipRequest)
-                    or direction == "out" and isinstance(msg, SipResponse) else msg.to).uri.user
-        except Exception:  # noqa: BLE001 - an unparseable header is traced under its address
-            peer = ""
-        if peer and t.enabled(peer):
-            t.record(peer, direction, msg.encode(), addr)
+    def ensure_trace(self):
+        """The per-peer SIP trace (:mod:`.trace`), created when first switched on; it is the
+        platform's tracer from then on (a call costs one check while nothing is traced)."""
+        if self.trace is None:
+            from .trace import SipTrace
+
+            self.trace = SipTrace(self.clock, own_ids=(self.config.server_id,))
+            self.platform.tracer = self.trace
+        return self.trace
 
 
 def diagnosis(view: dict[str, Any], cause: str) -> str:
