@@ -203,6 +203,20 @@ EXPECT.update({
     ("POST", "/api/duty/reports/{report_id}/acknowledge"): POLICE,
     ("GET", "/api/register.pdf"): ADMIN_AUDIT,
 })
+# GB/T 28181 devices below us (Q13.2): read by those who keep the system running; catalog
+# refresh and SIP traces by its maintainers and administrators; PTZ by those who watch live.
+GB_READ = HEALTH | {"operator_on_duty"}
+GB_MAINT = {"maintainer", "unit_admin", "platform_admin", "bootstrap"}
+EXPECT.update({
+    ("GET", "/api/gb28181/devices"): GB_READ,
+    ("GET", "/api/gb28181/devices/{device_id}"): GB_READ,
+    ("GET", "/api/gb28181/devices/{device_id}/channels"): GB_READ,
+    ("POST", "/api/gb28181/devices/{device_id}/catalog"): GB_MAINT,
+    ("GET", "/api/gb28181/devices/{device_id}/trace"): GB_MAINT,
+    ("PUT", "/api/gb28181/devices/{device_id}/trace"): GB_MAINT,
+    ("POST", "/api/gb28181/devices/{device_id}/channels/{channel_id}/ptz"):
+        {"operator_on_duty", "maintainer"},
+})
 # GB/T 28181 upper platforms we register to (Q13.1): the unit's administrators decide what
 # each sees; auditors read it.
 EXPECT.update({

@@ -175,6 +175,14 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     "duty.report.read": frozenset({OPERATOR, UNIT_ADMIN, AUDITOR, PLATFORM_ADMIN, INVESTIGATOR,
                                    APPROVER}),
     "duty.report.ack": frozenset({INVESTIGATOR, APPROVER}),
+    # GB/T 28181 devices and lower platforms below us (Q13.2; viis.web.routes_gb28181): who
+    # keeps the system running reads their state and diagnosis and refreshes catalogs; SIP
+    # traces (addresses, message contents) are the maintainers' tool; PTZ moves a camera,
+    # so only those who watch live may, within their clearance (Q13.1).
+    "gb.read": frozenset({OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, PLATFORM_ADMIN}),
+    "gb.write": frozenset({MAINTAINER, UNIT_ADMIN, PLATFORM_ADMIN}),
+    "gb.trace": frozenset({MAINTAINER, UNIT_ADMIN, PLATFORM_ADMIN}),
+    "gb.ptz": frozenset({OPERATOR, MAINTAINER}),
     # GB/T 28181 upper platforms we register to (Q13.1; viis.web.routes_gb_cascade): which
     # city platform sees which cameras at which grade is the unit's administrators' decision;
     # auditors read it (and the registration state) when they inspect the unit.

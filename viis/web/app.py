@@ -149,6 +149,9 @@ def create_app(app: App, recorder=None, identity: IdentityService | None = None)
     from viis.web import routes_duty
 
     routes_duty.install(api)  # shifts, duty log, monitoring room, reports (Q19.1, Q19.4, Q19.5)
+    from viis.web import routes_gb28181
+
+    routes_gb28181.install(api)  # GB/T 28181 devices below us: diagnosis, trace, PTZ (Q13.2)
     from viis.web import routes_gb_cascade
 
     routes_gb_cascade.install(api)  # GB/T 28181 upper platforms and their share lists (Q13.1)

@@ -607,6 +607,7 @@ class Cascade:
         self._poll: TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._reload_lock = asyncio.Lock()
         self.alarms_sent = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -632,8 +633,17 @@ class Cascade:
     def local_port(self) -> int:
         return self.endpoint.local_port
 
+    def request_reload(self) -> None:
+        """Thread-safe: re-read the upper platforms soon (the REST API calls this)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: self._spawn(self.reload()))
+
     async def reload(self) -> None:
         """Start, restart or stop clients to match the enabled upper platforms in the DB."""
+        async with self._reload_lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
         uppers = await self._db(lambda s: store.list_uppers(s))
         want = {u.id: u for u in uppers if u.enabled}
         for uid in list(self.clients):
