@@ -50,15 +50,31 @@ class SipParseError(ValueError):
         self.reason = reason
 
 
+# Header names repeat in every message: memoised (bounded, so hostile names cannot grow it).
+_NORM: dict[str, str] = {}
+_CANON: dict[str, str] = {}
+_NAME_CACHE_MAX = 512
+
+
 def norm_name(name: str) -> str:
     """Lower-case long form of a header name (compact forms expanded)."""
-    n = name.strip().lower()
-    return COMPACT.get(n, n)
+    n = _NORM.get(name)
+    if n is None:
+        n = name.strip().lower()
+        n = COMPACT.get(n, n)
+        if len(_NORM) < _NAME_CACHE_MAX:
+            _NORM[name] = n
+    return n
 
 
 def canonical_name(name: str) -> str:
-    n = norm_name(name)
-    return CANONICAL.get(n, "-".join(p.capitalize() for p in n.split("-")))
+    c = _CANON.get(name)
+    if c is None:
+        n = norm_name(name)
+        c = CANONICAL.get(n, "-".join(p.capitalize() for p in n.split("-")))
+        if len(_CANON) < _NAME_CACHE_MAX:
+            _CANON[name] = c
+    return c
 
 
 def decode_text(data: bytes, charset: str | None = None) -> tuple[str, str]:
@@ -92,6 +108,11 @@ def decode_text(data: bytes, charset: str | None = None) -> tuple[str, str]:
 
 def split_commas(value: str) -> list[str]:
     """Split on commas outside quotes and <...>."""
+    if "," not in value:  # the common case (one Via, one Contact): no scan
+        v = value.strip()
+        return [v] if v else []
+    if '"' not in value and "<" not in value:
+        return [p for p in (x.strip() for x in value.split(",")) if p]
     out, cur, quote, angle = [], [], False, False
     for ch in value:
         if ch == '"':
@@ -241,39 +262,48 @@ class Headers:
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = []
+        self._keys: list[str] = []  # norm_name of each item, kept in step with _items
         for k, v in items or []:
             self.add(k, v)
 
     def add(self, name: str, value: str) -> None:
         self._items.append((canonical_name(name), str(value)))
+        self._keys.append(norm_name(name))
 
     def set(self, name: str, value: str) -> None:
         n = norm_name(name)
-        idx = next((i for i, (k, _) in enumerate(self._items) if norm_name(k) == n), None)
+        idx = self._keys.index(n) if n in self._keys else None
         self.remove(name)
         item = (canonical_name(name), str(value))
         if idx is None:
             self._items.append(item)
+            self._keys.append(n)
         else:
             self._items.insert(idx, item)
+            self._keys.insert(idx, n)
 
     def remove(self, name: str) -> None:
         n = norm_name(name)
-        self._items = [(k, v) for k, v in self._items if norm_name(k) != n]
+        if n not in self._keys:
+            return
+        keep = [i for i, k in enumerate(self._keys) if k != n]
+        self._items = [self._items[i] for i in keep]
+        self._keys = [self._keys[i] for i in keep]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         n = norm_name(name)
-        for k, v in self._items:
-            if norm_name(k) == n:
-                return v
-        return default
+        try:
+            return self._items[self._keys.index(n)][1]
+        except ValueError:
+            return default
 
     def getall(self, name: str) -> list[str]:
         n = norm_name(name)
         out: list[str] = []
-        for k, v in self._items:
-            if norm_name(k) == n:
-                out.extend(split_commas(v) if n in _MULTI else [v])
+        multi = n in _MULTI
+        for k, (_, v) in zip(self._keys, self._items, strict=True):
+            if k == n:
+                out.extend(split_commas(v) if multi else [v])
         return out
 
     def __contains__(self, name: str) -> bool:
