@@ -173,6 +173,13 @@ class Gb28181Settings(_Section):
     transports: list[str] = ["udp", "tcp"]
     catalog_interval_s: float = Field(3600.0, gt=0)  # periodic Catalog query per device
     query_timeout_s: float = Field(10.0, gt=0, le=300.0)  # split responses: partial after this
+    # Lower-platform role (cascade up, Q13.1): the upper platforms and what each sees are
+    # kept in the database (/api/gb28181/uppers); this says whether viis run talks to them
+    # and from which SIP address (a port of its own, beside the platform role's).
+    cascade_enabled: bool = False
+    cascade_host: str = "0.0.0.0"
+    cascade_port: int = Field(5061, ge=0, le=65535)
+    cascade_public_host: str | None = None  # the address upper platforms reach us at (NAT)
 
     @field_validator("transports")
     @classmethod

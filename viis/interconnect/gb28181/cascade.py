@@ -908,3 +908,23 @@ class _Fanout:
 
     def __getattr__(self, name: str) -> Any:  # flush/close/stats of the real notifier
         return getattr(self.targets[0], name)
+
+
+async def start_cascade(app: Any, recorder: Any = None, desk: Any = None) -> Cascade | None:
+    """For ``viis run``: the cascade on ``[gb28181] cascade_*`` when enabled, with the
+    recorder as the source of channel status and the health desk's fault tickets as alarms."""
+    st = getattr(app.settings, "gb28181", None)
+    if st is None or not getattr(st, "cascade_enabled", False):
+        return None
+
+    def status(camera_id: int) -> bool:
+        if recorder is None:
+            return True
+        return (recorder.status(camera_id) or {}).get("state") == "recording"
+
+    c = Cascade(app, host=st.cascade_host, port=st.cascade_port, status_fn=status,
+                public_host=st.cascade_public_host)
+    await c.start()
+    if desk is not None:
+        c.attach_health(desk)
+    return c
