@@ -4,6 +4,7 @@ per process and handed to the CLI, the web app and the recorder."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from viis.compliance.rulepack import RuleBook
 from viis.core.clock import Clock, SystemClock
@@ -18,6 +19,9 @@ class App:
     db: Database
     rules: RuleBook
     clock: Clock = field(default_factory=SystemClock)
+    # The running GB/T 28181 platform service (viis.interconnect.gb28181.service), set by
+    # `viis run` when [gb28181] is enabled; the GB recorder source INVITEs devices through it.
+    gb28181: Any = None
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None, migrate: bool = True) -> App:

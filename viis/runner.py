@@ -171,12 +171,17 @@ async def serve(app: App) -> None:
     fleet = start_simcams(app) if wants_simcams(app) else None
     app.seed_cameras()
     ensure_initial_admin(app)
+    from viis.interconnect.gb28181.service import start_with
+
+    gb = await start_with(app)  # GB/T 28181 platform role (Q13.2), before the recorder: its
+    # gb28181:// cameras are INVITEd through it
     recorder = Recorder(app)
     await recorder.start()
     health = Health(app, recorder, fleet.cycle_ms if fleet else None, fleet) \
         if app.settings.health.enabled else None
     api = create_app(app, recorder)
     api.state.health_monitor = health.monitor if health is not None else None  # health wall
+    api.state.gb28181 = gb  # /api/gb28181: devices below us
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
                                            log_config=None, lifespan="off"))
@@ -197,6 +202,8 @@ async def serve(app: App) -> None:
     if getattr(api.state, "live", None) is not None:
         await api.state.live.close()  # live view: sub-stream sessions
     await recorder.stop()
+    if gb is not None:
+        await gb.stop()
     if health is not None:
         health.close()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -525,6 +525,20 @@ class GbPlatformService:
         return self.trace
 
 
+async def start_with(app) -> GbPlatformService | None:
+    """Start the platform role for ``viis run`` when ``[gb28181] enabled``; the service is
+    kept as ``app.gb28181`` (the recorder's GB source and the REST routes use it)."""
+    if not app.settings.gb28181.enabled:
+        return None
+    if app.settings.gb28181.password is None:
+        log.warning("gb28181_no_password", hint="no [gb28181] password: every REGISTER is "
+                    "refused (403) until one is set")
+    svc = GbPlatformService(app)
+    await svc.start()
+    app.gb28181 = svc
+    return svc
+
+
 def diagnosis(view: dict[str, Any], cause: str) -> str:
     """One plain-language sentence on the peer's state (issue 7, diagnostics)."""
     if cause:
@@ -540,4 +554,4 @@ def diagnosis(view: dict[str, Any], cause: str) -> str:
 
 
 __all__ = ["DeviceError", "GbPlatformService", "RecordList", "channel_view", "device_view",
-           "fault_kind"]
+           "fault_kind", "start_with"]
