@@ -31,7 +31,8 @@ REASONS = {
     100: "Trying", 180: "Ringing", 200: "OK", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     415: "Unsupported Media Type", 423: "Interval Too Brief", 481: "Call/Transaction Does Not Exist",
-    486: "Busy Here", 488: "Not Acceptable Here", 500: "Server Internal Error",
+    480: "Temporarily Unavailable", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 603: "Decline", 500: "Server Internal Error",
     501: "Not Implemented", 503: "Service Unavailable",
 }
 # Headers whose comma-separated values are separate entries (RFC 3261 §7.3.1).

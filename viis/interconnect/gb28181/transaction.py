@@ -4,8 +4,13 @@ Client non-INVITE: Timer E (retransmit at T1, doubling to T2, UDP only), Timer F
 timeout), Timer K (T4 absorbing stray responses on UDP, 0 on TCP).
 Client INVITE: Timer A (retransmit, doubling), Timer B (64·T1), ACK for non-2xx, Timer D.
 Server non-INVITE: retransmits the last response when the request is retransmitted,
-Timer J (64·T1 on UDP, 0 on TCP). Server INVITE transactions (G/H/I) come with the INVITE
-step; an INVITE is handled here like a non-INVITE request for now.
+Timer J (64·T1 on UDP, 0 on TCP).
+Server INVITE (``ServerInviteTransaction``): 100 Trying at once; a non-2xx final response is
+retransmitted on Timer G (T1 doubling to T2, UDP only) until the ACK (same branch) arrives,
+then Timer I (T4 on UDP, 0 on TCP) absorbs stray ACKs; Timer H (64·T1) gives up waiting for
+the ACK. A 2xx moves it to Accepted (RFC 6026) for Timer L (64·T1): retransmitted INVITEs
+are absorbed there, and the 2xx itself is retransmitted by the UA core until the dialog's
+ACK (a new transaction) arrives (RFC 3261 §13.3.1.4; see endpoint.py).
 
 Requests and responses leave through ``send(message, addr, transport)``. Responses go
 to the packet source (RFC 3581 behaviour), which is what GB/T 28181 devices behind NAT need.
@@ -166,13 +171,101 @@ class ServerTransaction(_Base):
             self.layer._send(self.last_response, self.addr, self.transport)
 
 
+class ServerInviteTransaction(ServerTransaction):
+    """INVITE server transaction (RFC 3261 §17.2.1 with the RFC 6026 Accepted state).
+
+    States: proceeding → completed (non-2xx; Timer G retransmits, Timer H gives up) →
+    confirmed (ACK; Timer I) → terminated; or proceeding → accepted (2xx; Timer L) →
+    terminated. ``on_ack_timeout`` is called when Timer H fires (no ACK for a non-2xx).
+    ``cancelled`` is set when a CANCEL matched it before a final response.
+    """
+
+    def __init__(self, layer, key, request: SipRequest, addr, transport):
+        super().__init__(layer, key, request, addr, transport)
+        self.state = "proceeding"
+        self.cancelled = False
+        self.to_tag: str | None = None  # the UAS's tag, so a 487 carries the same one
+        self.on_ack_timeout: Callable[[], None] | None = None
+        self.on_cancel: list[Callable[[], None]] = []
+        self._interval = layer.t1
+
+    def trying(self) -> None:
+        """Send 100 Trying (the TU may take longer than 200 ms to answer, §17.2.1)."""
+        if self.state == "proceeding" and self.last_response is None:
+            resp = make_response(self.request, 100)
+            self.last_response = resp
+            self.layer._send(resp, self.addr, self.transport)
+
+    def respond(self, resp: SipResponse) -> None:
+        if self.state == "accepted" and 200 <= resp.status < 300:
+            self.layer._send(resp, self.addr, self.transport)  # TU's 2xx retransmission
+            return
+        if self.state != "proceeding":
+            return
+        self.last_response = resp
+        self.layer._send(resp, self.addr, self.transport)
+        if resp.status < 200:
+            return
+        if resp.status < 300:
+            self.state = "accepted"
+            self._start("L", 64 * self.layer.t1, self._terminate)
+            return
+        self.state = "completed"
+        if not self.reliable:
+            self._start("G", self._interval, self._timer_g)
+        self._start("H", 64 * self.layer.t1, self._timer_h)
+
+    def _timer_g(self) -> None:
+        if self.state != "completed" or self.last_response is None:
+            return
+        self.layer._send(self.last_response, self.addr, self.transport)
+        self._interval = min(2 * self._interval, self.layer.t2)
+        self._start("G", self._interval, self._timer_g)
+
+    def _timer_h(self) -> None:
+        if self.state != "completed":
+            return
+        self._terminate()
+        if self.on_ack_timeout:
+            self.on_ack_timeout()
+
+    def ack(self) -> None:
+        """The ACK for our non-2xx final response arrived (same branch as the INVITE)."""
+        if self.state != "completed":
+            return
+        self.state = "confirmed"
+        self._stop("G")
+        self._stop("H")
+        self._start("I", 0 if self.reliable else self.layer.t4, self._terminate)
+
+    def retransmitted(self) -> None:
+        # In Accepted, retransmitted INVITEs are absorbed (RFC 6026 §7.1): the UA core is
+        # retransmitting the 2xx on its own timer already.
+        if self.state in ("proceeding", "completed") and self.last_response is not None:
+            self.layer._send(self.last_response, self.addr, self.transport)
+
+    def cancel(self) -> bool:
+        """A CANCEL matched: answer 487 if no final response was sent. True if it did."""
+        if self.state != "proceeding":
+            return False
+        self.cancelled = True
+        self.respond(make_response(self.request, 487, "Request Terminated", to_tag=self.to_tag))
+        for cb in list(self.on_cancel):
+            try:
+                cb()
+            except Exception:
+                log.exception("on_cancel callback failed")
+        return True
+
+
 class TransactionLayer:
     def __init__(
         self, send: SendFn, on_request: Callable[[SipRequest, ServerTransaction], None],
         *, clock: Clock | None = None, t1: float = T1, t2: float = T2, t4: float = T4,
-        on_stray: Callable[[SipMessage], None] | None = None,
+        on_stray: Callable[[SipMessage], None] | None = None, auto_trying: bool = True,
     ) -> None:
         self.send_fn, self.on_request, self.on_stray = send, on_request, on_stray
+        self.auto_trying = auto_trying
         self.clock = clock or LoopClock()
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.clients: dict[tuple, ClientTransaction] = {}
@@ -244,6 +337,13 @@ class TransactionLayer:
         stxn = self.servers.get(key)
         if stxn is not None:
             if msg.method == "ACK":
+                if isinstance(stxn, ServerInviteTransaction) and stxn.state == "completed":
+                    stxn.ack()
+                elif isinstance(stxn, ServerInviteTransaction) and stxn.state == "accepted":
+                    # A 2xx ACK that reuses the INVITE branch (seen on old devices): it
+                    # still belongs to the dialog layer.
+                    if self.on_stray:
+                        self.on_stray(msg)
                 return
             stxn.retransmitted()
             return
@@ -251,9 +351,30 @@ class TransactionLayer:
             if self.on_stray:
                 self.on_stray(msg)  # ACK for a 2xx belongs to the dialog layer
             return
+        if msg.method == "INVITE":
+            itxn = ServerInviteTransaction(self, key, msg, addr, msg.transport)
+            self.servers[key] = itxn
+            if self.auto_trying:
+                itxn.trying()
+            self.on_request(msg, itxn)
+            return
         stxn = ServerTransaction(self, key, msg, addr, msg.transport)
         self.servers[key] = stxn
         self.on_request(msg, stxn)
+
+    def invite_for_cancel(self, cancel: SipRequest) -> ServerInviteTransaction | None:
+        """The INVITE server transaction a CANCEL refers to (same branch, §9.2)."""
+        via = cancel.top_via
+        if via.branch.startswith(BRANCH_MAGIC):
+            key: tuple = (via.branch, via.sent_by, "INVITE")
+        else:
+            key = (cancel.call_id, cancel.cseq[0], "INVITE", cancel.from_.tag, str(via))
+        txn = self.servers.get(key)
+        return txn if isinstance(txn, ServerInviteTransaction) else None
+
+    def send(self, msg: SipMessage, addr: Addr, transport: str) -> None:
+        """Send outside any transaction (ACK for a 2xx, the UA core's 2xx retransmissions)."""
+        self._send(msg, addr, transport)
 
 
 def _mark_received(req: SipRequest, addr: Addr) -> None:

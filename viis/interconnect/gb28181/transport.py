@@ -126,6 +126,7 @@ class TcpTransport:
         self.conns: dict[Addr, asyncio.StreamWriter] = {}
         self.received = self.errors = 0
         self._tasks: set[asyncio.Task] = set()
+        self._serving: set[asyncio.Task] = set()  # accepted connections' readers
 
     async def start(self, host: str, port: int) -> Addr:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -136,6 +137,9 @@ class TcpTransport:
         peer = writer.get_extra_info("peername")
         addr = (peer[0], peer[1])
         self.conns[addr] = writer
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
         framer = StreamFramer()
         try:
             while True:
@@ -165,6 +169,7 @@ class TcpTransport:
             if self.conns.get(addr) is writer:
                 del self.conns[addr]
             writer.close()
+            self._serving.discard(task)  # type: ignore[arg-type]
 
     def send(self, msg: SipMessage | bytes, addr: Addr) -> None:
         data = msg if isinstance(msg, bytes) else msg.encode()
@@ -208,6 +213,11 @@ class TcpTransport:
             w.close()
         if self.server is not None:
             self.server.close()
+        # Let accepted connections' readers see EOF and end by themselves: cancelling them
+        # makes asyncio log "Unhandled exception in client_connected_cb".
+        if self._serving:
+            await asyncio.wait(list(self._serving), timeout=1.0)
+        if self.server is not None:
             await self.server.wait_closed()
         for t in list(self._tasks):
             t.cancel()
