@@ -11,7 +11,9 @@ from tests.interconnect.cascade_helpers import (
     CH, LOCAL, UPPER, RecordingUpper, add_camera, add_upper, app_on, share, wait_for,
 )
 from viis.interconnect.gb28181.cascade import Cascade
-from viis.interconnect.gb28181.cascade_answers import gb_time, parse_gb_time, xml_body
+from viis.interconnect.gb28181.cascade_answers import (
+    gb_time, parse_gb_time, parse_query, split_bodies, xml_body,
+)
 from viis.interconnect.gb28181.cascade_store import UpperPlatform
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z = 08:00 in Beijing
@@ -219,7 +221,6 @@ def test_catalog_subscribe_then_notify_when_a_shared_camera_goes_offline_and_bac
 
 
 def xml_items(body):
-    from viis.interconnect.gb28181.cascade_answers import parse_query
     qq = parse_query(body)
     assert qq.root == "Notify" and qq.cmd == "Catalog"
     for it in qq.el.find("DeviceList").findall("Item"):
@@ -288,3 +289,22 @@ def test_gb_time_round_trip_and_charref_fallback():
     u = UpperPlatform(1, "x", UPPER, UPPER[:10], "h", 1, charset="GB2312", local_id=LOCAL)
     body = xml_body("Response", "Catalog", 1, LOCAL, [("Name", "镕")], charset=u.charset)
     assert b"&#38229;" in body
+
+
+def test_split_keeps_every_body_under_the_limit_and_loses_no_item():
+    import random
+
+    rnd = random.Random(7)
+    items = [[("DeviceID", f"{i:020d}"), ("Name", "名" * rnd.randint(1, 120))] for i in range(300)]
+    for limit, most in ((1000, 64), (3000, 5), (60_000, 64)):
+        bodies = split_bodies(lambda ch: xml_body("Response", "Catalog", 1, LOCAL, items=ch,
+                                                  sum_num=len(items)), items, limit, most)
+        seen = []
+        for b in bodies:
+            qq = parse_query(b)
+            dl = qq.el.find("DeviceList")
+            n = int(dl.get("Num"))
+            assert n == len(dl.findall("Item")) and 1 <= n <= most
+            assert len(b) <= limit or n == 1
+            seen += [it.findtext("DeviceID") for it in dl.findall("Item")]
+        assert seen == [f"{i:020d}" for i in range(300)]

@@ -145,22 +145,22 @@ def xml_body(root: str, cmd: str, sn: int, device_id: str, fields: Iterable[Fiel
 def split_bodies(build: Callable[[Sequence[Sequence[Field]]], bytes],
                  items: Sequence[Sequence[Field]], body_max: int,
                  max_items: int = MAX_ITEMS_PER_MESSAGE) -> list[bytes]:
-    """Greedy: as many items per message as fit ``body_max`` (at least one each)."""
+    """Greedy: as many items per message as fit ``body_max`` (at least one each). Sizes are
+    measured once per item (the list's Num attribute may grow by a few digits: margin), so
+    a large catalog costs linear time."""
     if not items:
         return [build([])]
+    base = len(build([]))
+    sizes = [len(build([it])) - base for it in items]
+    margin = 4
     out: list[bytes] = []
-    chunk: list[Sequence[Field]] = []
-    last = b""
-    for it in items:
-        trial = build([*chunk, it])
-        if chunk and (len(trial) > body_max or len(chunk) >= max_items):
-            out.append(last)
-            chunk = [it]
-            last = build(chunk)
-        else:
-            chunk.append(it)
-            last = trial
-    out.append(last)
+    start, total = 0, base + margin
+    for i, size in enumerate(sizes):
+        if i > start and (total + size > body_max or i - start >= max_items):
+            out.append(build(items[start:i]))
+            start, total = i, base + margin
+        total += size
+    out.append(build(items[start:]))
     return out
 
 
