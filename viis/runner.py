@@ -182,6 +182,10 @@ async def serve(app: App) -> None:
     api = create_app(app, recorder)
     api.state.health_monitor = health.monitor if health is not None else None  # health wall
     api.state.gb28181 = gb  # /api/gb28181: devices below us
+    from viis.interconnect.gb28181.cascade import start_cascade
+
+    cascade = await start_cascade(app, recorder, health.desk if health is not None else None)
+    api.state.cascade = cascade  # lower-platform role: registers to the upper platforms (Q13.1)
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
                                            log_config=None, lifespan="off"))
@@ -201,6 +205,8 @@ async def serve(app: App) -> None:
     tasks[1].cancel()
     if getattr(api.state, "live", None) is not None:
         await api.state.live.close()  # live view: sub-stream sessions
+    if cascade is not None:
+        await cascade.stop()  # unregisters from the upper platforms
     await recorder.stop()
     if gb is not None:
         await gb.stop()

@@ -614,6 +614,8 @@ class Cascade:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if isinstance(self.clock, LoopClock) and self.clock._loop is None:
+            self.clock._loop = self._loop  # diagnose() is also read from the API's threads
         await self.endpoint.start()
         await self.reload()
         self._schedule_poll()
