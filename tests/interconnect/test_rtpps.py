@@ -292,3 +292,143 @@ def test_receiver_tcp_rejects_a_stream_that_is_not_rfc4571():
             await r.close()
 
     asyncio.run(run())
+
+
+def _rtp(seq: int, ts: int, payload: bytes, marker: bool, *, ssrc: int = SSRC, csrc: int = 0,
+         ext: bytes | None = None, pad: int = 0) -> bytes:
+    b0 = 0x80 | csrc | (0x10 if ext is not None else 0) | (0x20 if pad else 0)
+    head = struct.pack("!BBHII", b0, 96 | (0x80 if marker else 0), seq, ts, ssrc)
+    head += b"\x00\x00\x00\x07" * csrc
+    if ext is not None:
+        head += b"\xbe\xde" + (len(ext) // 4).to_bytes(2, "big") + ext
+    return head + payload + (b"\x00" * (pad - 1) + bytes([pad]) if pad else b"")
+
+
+def _feed(rx: PsReceiver, packets) -> None:
+    for p in packets:
+        rx._packet(p)
+
+
+def _receiver(**kw) -> tuple[PsReceiver, list[PsFrame]]:
+    got: list[PsFrame] = []
+    opts = {"clock": ManualClock(), "codec": None, "ssrc_check": True,
+            "wait_key_after_loss": True, "max_frame_bytes": 8 << 20, "on_close": None}
+    opts.update(kw)
+    return PsReceiver("udp", got.append, SSRC, **opts), got
+
+
+def test_frames_without_marker_bits_end_when_the_timestamp_changes():
+    frames = frames_of(n=10)
+    m = PsMuxer("h264")
+    rx, got = _receiver()
+    pk = RtpPacketizer(SSRC, mtu=500, seq=0)
+    pkts = [bytes([p[0], p[1] & 0x7F]) + p[2:]
+            for nals, pts, key in frames for p in pk.packets(m.mux(nals, pts, key), pts)]
+    _feed(rx, pkts)
+    assert [f.nals for f in got] == [f[0] for f in frames[:-1]]  # the last awaits its end
+    assert rx.stats["lost"] == 0
+
+
+def test_csrc_header_extension_and_padding_are_skipped():
+    frames = frames_of(n=3)
+    m = PsMuxer("h264")
+    rx, got = _receiver()
+    seq = 0
+    for nals, pts, key in frames:
+        ps = m.mux(nals, pts, key)
+        half = len(ps) // 2
+        _feed(rx, [_rtp(seq, pts, ps[:half], False, csrc=2, ext=b"\x10\xff\x00\x00"),
+                   _rtp(seq + 1, pts, ps[half:], True, pad=4)])
+        seq += 2
+    assert [f.nals for f in got] == [f[0] for f in frames]
+    assert rx.stats["invalid"] == 0
+
+
+def test_reordered_and_duplicate_packets_are_counted_and_never_spliced():
+    frames = frames_of(n=30)
+    m = PsMuxer("h264")
+    pk = RtpPacketizer(SSRC, mtu=300, seq=100)
+    per_frame = [pk.packets(m.mux(nals, pts, key), pts) for nals, pts, key in frames]
+    victim = next(i for i in range(3, 20) if len(per_frame[i]) >= 3)
+    pf = per_frame[victim]
+    pf[0], pf[1] = pf[1], pf[0]  # swapped on the way
+    per_frame[victim + 1] = per_frame[victim + 1] + per_frame[victim + 1][-1:]  # duplicated
+    rx, got = _receiver(wait_key_after_loss=False)
+    for pkts in per_frame:
+        _feed(rx, pkts)
+    st = rx.stats
+    assert st["late"] == 2 and st["lost"] == 1 and st["frames_dropped"] == 1
+    for f in got:
+        assert f.nals == frames[(f.pts90k - 90_000) // FRAME_90K][0]
+    assert len(got) == 29
+
+
+def test_a_peer_that_never_reads_makes_tcp_frames_drop_instead_of_buffering():
+    frames = frames_of(n=100)
+
+    async def run():
+        conns = []
+
+        async def accept(reader, writer):  # accepts and never reads
+            conns.append(writer)
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        s = await PsSender.open("tcp-active", ("127.0.0.1", port), SSRC, "127.0.0.1",
+                                max_buffer=64 << 10)
+        try:
+            for _ in range(200):
+                for nals, pts, key in frames:
+                    s.send_frame(nals, pts, key)
+                if s.stats["dropped_backpressure"]:
+                    break
+                await asyncio.sleep(0)
+            assert s.stats["dropped_backpressure"] > 0
+            assert s._transport.get_write_buffer_size() < (64 << 10) + 200_000
+        finally:
+            await s.close()
+            for w in conns:
+                w.close()
+            server.close()
+
+    asyncio.run(run())
+
+
+def test_tcp_disconnect_is_reported_to_both_sides():
+    async def run():
+        sender_closed, receiver_closed = asyncio.Event(), asyncio.Event()
+        r = await PsReceiver.open("tcp-passive", lambda f: None, SSRC, "127.0.0.1",
+                                  on_close=receiver_closed.set)
+        s = await PsSender.open("tcp-active", ("127.0.0.1", r.local_port), SSRC, "127.0.0.1",
+                                on_close=sender_closed.set)
+        assert await wait_until(lambda: r.stats["connections"] == 1)
+        await r.close()  # the platform hangs up: the sender hears of it
+        await asyncio.wait_for(sender_closed.wait(), 10)
+        assert not s.connected and not s.send_frame([b"\x65\x88"], 0, True)
+        await s.close()
+
+        r = await PsReceiver.open("tcp-passive", lambda f: None, SSRC, "127.0.0.1",
+                                  on_close=receiver_closed.set)
+        s = await PsSender.open("tcp-active", ("127.0.0.1", r.local_port), SSRC, "127.0.0.1")
+        assert await wait_until(lambda: r.stats["connections"] == 1)
+        await s.close()  # the device stops sending: the receiver hears of it
+        await asyncio.wait_for(receiver_closed.wait(), 10)
+        await r.close()
+
+    asyncio.run(run())
+
+
+def test_active_tcp_to_a_closed_port_fails_at_open():
+    async def run():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with pytest.raises(OSError):
+            await PsSender.open("tcp-active", ("127.0.0.1", port), SSRC, "127.0.0.1")
+        with pytest.raises(OSError):
+            await PsReceiver.open("tcp-active", lambda f: None, SSRC, "127.0.0.1",
+                                  ("127.0.0.1", port))
+        with pytest.raises(ValueError):
+            await PsSender.open("rtsp", None, SSRC)
+
+    asyncio.run(run())

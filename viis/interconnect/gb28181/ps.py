@@ -22,13 +22,13 @@ bounded by one PES packet plus ``max_frame_bytes``.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from dataclasses import dataclass
 
+from viis.core.logging import get_logger
 from viis.media.h26x import H264, H265
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STREAM_TYPES = {H264: 0x1B, H265: 0x24}
 VIDEO_STREAM_TYPES = {0x1B: H264, 0x24: H265}
@@ -599,7 +599,7 @@ class PsDemuxer:
         self._classify(h, self._es_base + k)
 
     def _classify(self, h: bytes, at: int) -> None:
-        if len(h) < 3:
+        if len(h) < (2 if self.codec == H264 else 3):
             return
         if self.codec == H264:
             t = h[0] & 0x1F

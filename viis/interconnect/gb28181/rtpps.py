@@ -24,21 +24,25 @@ until the next keyframe instead of buffering without bound.
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import random
+import socket
 import struct
 from collections.abc import Callable
+
+from viis.core.logging import get_logger
 
 from .clock import Clock, LoopClock
 from .ps import PsDemuxer, PsFrame, PsMuxer
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Addr = tuple[str, int]
 MODES = ("udp", "tcp-passive", "tcp-active")
 PT_PS = 96
 MTU = 1400
 RTP_HEADER = 12
+UDP_RCVBUF = 2 << 20  # asked for; the kernel caps it at net.core.rmem_max
 MAX_DROPOUT = 3000  # a larger sequence jump is a sender restart, not loss (RFC 3550 A.1)
 
 _HDR = struct.Struct("!BBHII")
@@ -406,6 +410,9 @@ class PsReceiver:
         if mode == "udp":
             tr, _ = await loop.create_datagram_endpoint(
                 lambda: _RecvDgram(self), local_addr=(local_host, local_port))
+            sock = tr.get_extra_info("socket")
+            with contextlib.suppress(OSError):  # a keyframe arrives as a burst of packets
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             self._transport = tr
             self.local_port = tr.get_extra_info("sockname")[1]
         elif mode == "tcp-passive":
