@@ -147,9 +147,7 @@ async def get_trace(request: Request, device_id: str) -> dict:
     svc = _svc(request)
 
     async def read() -> dict:
-        t = svc.trace
-        return {"device_id": device_id, "enabled": bool(t and t.enabled(device_id)),
-                "messages": t.get(device_id) if t else []}
+        return svc.trace_read(device_id)
 
     return await svc.call(read)
 
@@ -161,11 +159,7 @@ async def set_trace(request: Request, device_id: str, body: TraceIn,
     svc = _svc(request)
 
     async def switch() -> None:
-        t = svc.ensure_trace()
-        if body.enabled:
-            t.enable(device_id)
-        else:
-            t.disable(device_id)
+        svc.trace_switch(device_id, body.enabled)
 
     await svc.call(switch)
     app = _app(request)

@@ -524,6 +524,37 @@ class GbPlatformService:
             self.platform.tracer = self.trace
         return self.trace
 
+    def _trace_keys(self, device_id: str) -> list[str]:
+        """A device's trace covers its ID (REGISTER, MESSAGE) and its address (INVITE and BYE
+        go to its channels' IDs, which are not the device's)."""
+        p = self.platform.peers.get(device_id)
+        keys = [device_id]
+        if p is not None and p.address is not None:
+            keys.append(f"{p.address[0]}:{p.address[1]}")
+        return keys
+
+    def trace_switch(self, device_id: str, on: bool) -> None:
+        t = self.ensure_trace()
+        for key in self._trace_keys(device_id):
+            if on:
+                t.enable(key)
+            else:
+                t.disable(key)
+
+    def trace_read(self, device_id: str) -> dict[str, Any]:
+        t = self.trace
+        if t is None:
+            return {"device_id": device_id, "enabled": False, "messages": []}
+        seen, out = set(), []
+        for key in self._trace_keys(device_id):
+            for e in t.get(key):
+                k = (e["t"], e["direction"], e["first_line"], e["size"])
+                if k not in seen:
+                    seen.add(k)
+                    out.append(e)
+        out.sort(key=lambda e: e["t"])
+        return {"device_id": device_id, "enabled": t.enabled(device_id), "messages": out}
+
 
 async def start_with(app) -> GbPlatformService | None:
     """Start the platform role for ``viis run`` when ``[gb28181] enabled``; the service is
