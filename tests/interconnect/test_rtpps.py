@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from viis.interconnect.gb28181.causes import stream_cause
 from viis.interconnect.gb28181.clock import ManualClock
 from viis.interconnect.gb28181.ps import PsFrame, PsMuxer
 from viis.interconnect.gb28181.rtpps import PsReceiver, PsSender, RtpPacketizer
@@ -135,6 +136,8 @@ def test_ssrc_mismatch_is_counted_and_dropped_unless_checking_is_off():
     got, st = asyncio.run(run(True))
     assert got == [] and st["ssrc_mismatch"] == st["received"] > 0 and st["packets"] == 0
     assert st["mismatched_ssrc"] == st["last_ssrc"] == 1234  # what the diagnosis reports
+    cause = stream_cause(st, expected_ssrc=SSRC, waited=5)
+    assert "SSRC 1234" in cause and str(SSRC) in cause  # told apart from "never arrived"
     got, st = asyncio.run(run(False))
     assert len(got) == 10 and st["ssrc_mismatch"] == st["received"] == st["packets"]
 
