@@ -76,7 +76,10 @@ class Dialog:
         target = str(Address.parse(contacts[0]).uri) if contacts else invite.uri
         routes = list(reversed(resp.headers.getall("Record-Route")))
         frm = invite.from_
+        via = invite.top_via  # ours: in-dialog requests keep the same sent-by
         return cls(
+            via_host=via.host,
+            via_port=via.port or 0,
             call_id=invite.call_id,
             local_tag=frm.tag or "",
             remote_tag=to.tag or "",
@@ -135,8 +138,8 @@ class Dialog:
                 cseq = self.local_seq
         req = SipRequest(method, self.remote_target)
         h = req.headers
-        h.add("Via", f"SIP/2.0/{self.transport.upper()} {self.via_host}:{self.via_port}"
-                     f";rport;branch={new_branch()}")
+        sent_by = f"{self.via_host or '0.0.0.0'}" + (f":{self.via_port}" if self.via_port else "")
+        h.add("Via", f"SIP/2.0/{self.transport.upper()} {sent_by};rport;branch={new_branch()}")
         for r in self.route_set:
             h.add("Route", r)
         h.add("Max-Forwards", "70")

@@ -471,6 +471,17 @@ class SipEndpoint:
             raise
         if resp.status in (408, 481):
             self._end_dialog(dialog, f"peer answered {resp.status}", None)
+        elif req.method == "INVITE" and 200 <= resp.status < 300:
+            # A re-INVITE we sent: the 2xx is ACKed by us, like the first one (§13.2.2.4).
+            dialog.invite_cseq = req.cseq[0]
+            contacts = resp.headers.getall("Contact")
+            if contacts:
+                dialog.remote_target = str(Address.parse(contacts[0]).uri)
+            dialog.local_sdp = req.body.decode("utf-8", "replace") or dialog.local_sdp
+            dialog.remote_sdp = resp.body.decode("utf-8", "replace") or dialog.remote_sdp
+            ack = dialog.make_request("ACK")
+            dialog.last_ack = ack
+            self.layer.send(ack, dialog.peer, dialog.transport)
         return resp
 
     # ---- server side -------------------------------------------------------------------

@@ -1,0 +1,435 @@
+"""Two SipEndpoints on loopback over real UDP and TCP sockets: out-of-dialog requests, digest
+retry, INVITE dialogs (ACK, INFO, BYE, CANCEL, re-INVITE), the 2xx retransmission, Timers
+G/H/I, and the checks that keep an established dialog safe from other traffic on the same
+socket (Q12.1, N12.1: GB/T 28181 signalling; Q13.1, Q13.2: the cascade and the platform role
+build on this endpoint)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import pytest
+
+from viis.interconnect.gb28181.clock import ManualClock
+from viis.interconnect.gb28181.digest import DigestServer
+from viis.interconnect.gb28181.endpoint import InviteAnswer, InviteError, SipEndpoint
+from viis.interconnect.gb28181.sip import SipRequest, SipResponse
+
+UPPER, DEV, DOMAIN = "34020000002000000001", "34020000001320000001", "3402000000"
+SDP_A = "v=0\r\no=up 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
+        "m=video 30000 RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny=0100000001\r\n"
+SDP_B = SDP_A.replace("recvonly", "sendonly").replace("30000", "40000")
+TRANSPORTS = ["UDP", "TCP"]
+
+
+@contextlib.asynccontextmanager
+async def pair(clock_b=None, t1=0.5):
+    a = SipEndpoint(UPPER, DOMAIN, "127.0.0.1", 0, t1=t1)
+    b = SipEndpoint(DEV, DOMAIN, "127.0.0.1", 0, clock=clock_b, t1=t1)
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def until(cond, timeout=10.0, what="condition"):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def addr(ep: SipEndpoint) -> tuple[str, int]:
+    return ("127.0.0.1", ep.local_port)
+
+
+def uri(ep: SipEndpoint) -> str:
+    return f"sip:{ep.local_id}@127.0.0.1:{ep.local_port}"
+
+
+class Session:
+    """What the UAS side saw of one INVITE session."""
+
+    def __init__(self) -> None:
+        self.acks, self.byes, self.infos = [], [], []
+        self.acked = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    def answer(self, status=200, sdp=SDP_B) -> InviteAnswer:
+        async def on_ack(d, ack):
+            self.acks.append(ack)
+            self.acked.set()
+
+        def on_bye(d, req):
+            self.byes.append((d.terminated_by, req))
+            self.ended.set()
+
+        async def on_request(d, req, txn):
+            self.infos.append(req.body)
+            txn.reply(200)
+
+        return InviteAnswer(status, sdp, on_ack=on_ack, on_bye=on_bye, on_request=on_request)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+# ---- out of dialog ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_message_both_ways(transport):
+    async def main():
+        async with pair() as (a, b):
+            got = {"a": [], "b": []}
+            for name, ep in (("a", a), ("b", b)):
+                async def h(req, txn, name=name):
+                    got[name].append((req.body, req.transport))
+                    txn.reply(200)
+                ep.on_request("MESSAGE", h)
+            body = '<?xml version="1.0" encoding="GB2312"?><Notify><CmdType>Keepalive</CmdType>' \
+                   "</Notify>".encode()
+            for src, dst in ((a, b), (b, a)):
+                req = src.build_request("MESSAGE", uri(dst), f"sip:{dst.local_id}@{DOMAIN}",
+                                        transport=transport, addr=addr(dst), body=body,
+                                        content_type="Application/MANSCDP+xml")
+                resp = await src.request(req, addr(dst), transport)
+                assert resp.status == 200
+            assert got == {"a": [(body, transport)], "b": [(body, transport)]}
+
+    run(main())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("qop", [True, False])
+def test_register_with_digest_retry(transport, qop):
+    async def main():
+        async with pair() as (a, b):
+            server = DigestServer(DOMAIN, qop=qop)
+            seen = []
+
+            async def register(req, txn):
+                seen.append(req)
+                res = server.verify(req.get("Authorization"), method="REGISTER",
+                                    password="s3cret", now=b.clock.now(), expected_username=DEV)
+                if res.ok:
+                    txn.reply(200, Expires=req.get("Expires") or "0")
+                elif res.should_challenge:
+                    txn.reply(401, WWW_Authenticate=server.challenge(b.clock.now()))
+                else:
+                    txn.reply(403)
+
+            b.on_request("REGISTER", register)
+            req = a.build_request("REGISTER", f"sip:{DEV}@{DOMAIN}", f"sip:{UPPER}@{DOMAIN}",
+                                  from_=f"sip:{UPPER}@{DOMAIN}", transport=transport,
+                                  addr=addr(b), expires=3600)
+            resp = await a.request(req, addr(b), transport, credentials=(DEV, "s3cret"))
+            assert resp.status == 200 and resp.get("Expires") == "3600"
+            assert [r.cseq[0] for r in seen] == [1, 2]
+            assert len({r.call_id for r in seen}) == 1 and len({r.from_.tag for r in seen}) == 1
+            assert len({r.top_via.branch for r in seen}) == 2
+            assert ("qop=auth" in seen[1].get("Authorization")) == qop
+            # A wrong password: one retry, then the 403 comes back (no loop).
+            req = a.build_request("REGISTER", f"sip:{DEV}@{DOMAIN}", f"sip:{UPPER}@{DOMAIN}",
+                                  transport=transport, addr=addr(b), expires=3600)
+            resp = await a.request(req, addr(b), transport, credentials=(DEV, "wrong"))
+            assert resp.status == 403 and len(seen) == 4
+
+    run(main())
+
+
+def test_unknown_methods_and_dialog_only_methods_out_of_dialog():
+    async def main():
+        async with pair() as (a, b):
+            async def send(method, to_tag=None):
+                to = f"sip:{DEV}@{DOMAIN}" + ("" if to_tag is None else f">;tag={to_tag}")
+                to = to if to_tag is None else "<" + to
+                req = a.build_request(method, uri(b), to, addr=addr(b))
+                return await a.request(req, addr(b))
+
+            assert (await send("SUBSCRIBE")).status == 405
+            assert "INVITE" in (await send("OPTIONS")).get("Allow")
+            assert (await send("BYE")).status == 481  # BYE for a dialog nobody knows
+            assert (await send("INFO")).status == 481
+            assert (await send("BYE", to_tag="nosuch")).status == 481
+            assert (await send("INVITE")).status == 405  # b has no INVITE handler
+
+    run(main())
+
+
+# ---- INVITE sessions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("bye_from", ["uac", "uas"])
+def test_invite_ack_info_bye(transport, bye_from):
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            invites = []
+
+            async def on_invite(req, txn):
+                invites.append(req)
+                return s.answer()
+
+            b.on_invite(on_invite)
+            d, resp = await a.invite(uri(b), addr(b), transport, SDP_A,
+                                     {"Subject": f"{DEV}:0100000001,{UPPER}:0"})
+            assert resp.status == 200 and d.remote_sdp == SDP_B and d.local_sdp == SDP_A
+            assert invites[0].get("Subject") == f"{DEV}:0100000001,{UPPER}:0"
+            assert invites[0].body.decode() == SDP_A
+            await asyncio.wait_for(s.acked.wait(), 10)
+            (ud,) = b.dialogs.values()
+            assert ud.remote_sdp == SDP_A and ud.call_id == d.call_id and ud.transport == transport
+            assert (ud.local_tag, ud.remote_tag) == (d.remote_tag, d.local_tag)
+            r = await a.in_dialog(d, "INFO", b"PAUSE MANSRTSP/1.0\r\nCSeq: 1\r\n\r\n",
+                                  "Application/MANSRTSP")
+            assert r.status == 200 and s.infos == [b"PAUSE MANSRTSP/1.0\r\nCSeq: 1\r\n\r\n"]
+            if bye_from == "uac":
+                assert (await a.bye(d)).status == 200
+                await asyncio.wait_for(s.ended.wait(), 10)
+                assert s.byes[0][0] == "remote" and s.byes[0][1].method == "BYE"
+            else:
+                assert (await b.bye(ud)).status == 200
+                assert s.byes == []  # our own bye() does not call on_bye
+                await until(lambda: not a.dialogs, what="the UAC dialog to end")
+                assert d.state == "terminated" and d.terminated_by == "remote"
+            assert not a.dialogs and not b.dialogs and len(s.acks) == 1
+
+    run(main())
+
+
+def test_2xx_retransmitted_until_ack_when_the_first_ack_is_lost():
+    async def main():
+        async with pair(t1=0.1) as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            dropped = []
+
+            def lossy(msg, to, transport):
+                if isinstance(msg, SipRequest) and msg.method == "ACK" and not dropped:
+                    dropped.append(msg)
+                    return False
+                return True
+
+            a.send_hook = lossy
+            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            await asyncio.wait_for(s.acked.wait(), 10)
+            assert dropped and b.stats["2xx_retransmits"] >= 1 and a.stats["ack_resent"] >= 1
+            assert len(s.acks) == 1 and b.stats["ack_timeouts"] == 0
+            sent = b.stats["2xx_retransmits"]
+            await asyncio.sleep(1.0)  # acknowledged: no more retransmissions
+            assert b.stats["2xx_retransmits"] == sent
+            assert (await a.in_dialog(d, "INFO", b"x", "text/plain")).status == 200
+
+    run(main())
+
+
+def test_no_ack_within_64_t1_ends_the_session_with_bye():
+    async def main():
+        clock = ManualClock()
+        async with pair(clock_b=clock) as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            a.send_hook = lambda msg, to, tr: not (isinstance(msg, SipRequest) and msg.method == "ACK")
+            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            assert len(b.dialogs) == 1
+            for _ in range(70):  # 35 s of the UAS's clock, letting the sockets work between
+                clock.advance(0.5)
+                await asyncio.sleep(0.005)
+            await asyncio.wait_for(s.ended.wait(), 10)
+            assert s.byes == [("ack-timeout", None)] and s.acks == []
+            assert b.stats["2xx_retransmits"] >= 5 and b.stats["ack_timeouts"] == 1
+            await until(lambda: not a.dialogs, what="the UAC to take the BYE")
+            assert d.terminated_by == "remote" and not b.dialogs
+
+    run(main())
+
+
+def test_non_2xx_timers_g_h_i_on_a_manual_clock():
+    async def main():
+        clock = ManualClock()
+        async with pair(clock_b=clock) as (a, b):
+            b.on_invite(lambda req, txn: InviteAnswer(486))
+            out = []
+            b.add_trace(lambda d, m, to, tr: out.append(m) if d == "out" else None)
+
+            # 1. The ACK arrives: Timer G stops, Timer I (T4) ends the transaction.
+            with pytest.raises(InviteError) as e:
+                await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            assert e.value.status == 486 and e.value.response.to.tag
+            await until(lambda: any(t.state == "confirmed" for t in b.layer.servers.values()),
+                        what="the ACK for 486")
+            clock.advance(4.9)
+            assert b.layer.servers
+            clock.advance(0.2)
+            assert not b.layer.servers
+            assert [m.status for m in out if isinstance(m, SipResponse)] == [100, 486]
+
+            # 2. Every ACK lost: Timer G retransmits at T1, 2T1, ... ≤ T2, Timer H at 64·T1.
+            out.clear()
+            a.send_hook = lambda m, to, tr: not (isinstance(m, SipRequest) and m.method == "ACK")
+            with pytest.raises(InviteError):
+                await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            (txn,) = b.layer.servers.values()
+            timed_out = []
+            txn.on_ack_timeout = lambda: timed_out.append(clock.now())
+            for _ in range(66):
+                clock.advance(0.5)
+                await asyncio.sleep(0.002)
+            finals = [m for m in out if isinstance(m, SipResponse) and m.status == 486]
+            assert 8 <= len(finals) <= 12  # 0, .5, 1.5, 3.5, 7.5, then every 4 s until 32
+            assert timed_out and not b.layer.servers and not b.dialogs
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["cancel", "task"])
+def test_cancel_of_a_pending_invite_gets_487(how):
+    async def main():
+        async with pair() as (a, b):
+            started, cancelled = asyncio.Event(), []
+
+            async def slow(req, txn):
+                txn.on_cancel.append(lambda: cancelled.append(req.call_id))
+                started.set()
+                await asyncio.sleep(30)
+                return InviteAnswer(200, SDP_B)
+
+            b.on_invite(slow)
+            t = asyncio.create_task(a.invite(uri(b), addr(b), "UDP", SDP_A, {}, call_id="c-1"))
+            await asyncio.wait_for(started.wait(), 10)
+            await until(lambda: a._pending["c-1"].provisional, what="100 Trying")
+            if how == "cancel":
+                assert a.cancel("c-1")
+                with pytest.raises(InviteError) as e:
+                    await t
+                assert e.value.status == 487
+            else:
+                t.cancel()  # the caller gives up: the endpoint sends CANCEL by itself
+                with pytest.raises(asyncio.CancelledError):
+                    await t
+            await until(lambda: cancelled == ["c-1"], what="the CANCEL to reach the handler")
+            assert b.stats["cancelled"] == 1 and not b.dialogs and not a.dialogs
+            assert not a.cancel("c-1") or how == "task"
+
+    run(main())
+
+
+def test_reinvite_refresh_is_answered_and_a_media_change_refused():
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            await asyncio.wait_for(s.acked.wait(), 10)
+            # Same offer (a session refresh): 200 with the same answer, ACKed, still one dialog.
+            r = await a.in_dialog(d, "INVITE", SDP_A, "application/sdp")
+            assert r.status == 200 and r.body.decode() == SDP_B
+            (ud,) = b.dialogs.values()
+            await until(lambda: not ud.awaiting_ack, what="the re-INVITE's ACK")
+            assert b.stats["reinvite_refreshed"] == 1 and len(s.acks) == 1
+            # Other media: 488, and the session goes on as it was.
+            r = await a.in_dialog(d, "INVITE", SDP_A.replace("30000", "30002"), "application/sdp")
+            assert r.status == 488 and "not supported" in r.get("Warning")
+            assert (await a.in_dialog(d, "INFO", b"x", "text/plain")).status == 200
+            assert d.active and len(b.dialogs) == 1
+
+    run(main())
+
+
+def test_in_dialog_request_with_wrong_tags_gets_481_and_lower_cseq_500():
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            await asyncio.wait_for(s.acked.wait(), 10)
+            for field in ("local_tag", "remote_tag", "call_id"):
+                bad = d.make_request("INFO", b"x", "text/plain")
+                orig = getattr(d, field)
+                if field == "local_tag":
+                    bad.headers.set("From", f"{d.local_uri};tag=forged")
+                elif field == "remote_tag":
+                    bad.headers.set("To", f"{d.remote_uri};tag=forged")
+                else:
+                    bad.headers.set("Call-ID", "forged-" + orig)
+                assert (await a.layer.request(bad, d.peer, "UDP")).status == 481
+            assert s.infos == [] and b.stats["unknown_dialog"] == 3
+            assert (await a.in_dialog(d, "INFO", b"1", "text/plain")).status == 200
+            old = d.make_request("INFO", b"old", "text/plain", cseq=d.local_seq - 2)
+            assert (await a.layer.request(old, d.peer, "UDP")).status == 500
+            assert (await a.in_dialog(d, "INFO", b"2", "text/plain")).status == 200
+            assert s.infos == [b"1", b"2"] and b.stats["cseq_out_of_order"] == 1
+            # A BYE with the right Call-ID but a forged tag does not end the dialog.
+            bye = d.make_request("BYE")
+            bye.headers.set("From", f"{d.local_uri};tag=forged")
+            assert (await a.layer.request(bye, d.peer, "UDP")).status == 481
+            assert len(b.dialogs) == 1
+
+    run(main())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_hostile_traffic_on_the_same_socket_leaves_the_dialog_alone(transport):
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            d, _ = await a.invite(uri(b), addr(b), transport, SDP_A, {})
+            await asyncio.wait_for(s.acked.wait(), 10)
+            (ud,) = b.dialogs.values()
+            junk = [
+                b"\x00\xff" * 300,
+                b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP",  # truncated
+                b"A" * 65_000,
+                b"BYE sip:x SIP/2.0\r\nVia: garbage\r\nFrom: <sip:a@b>;tag=" + ud.remote_tag.encode()
+                + b"\r\nTo: <sip:c@d>;tag=" + ud.local_tag.encode() + b"\r\nCall-ID: " + d.call_id.encode()
+                + b"\r\nCSeq: 99 BYE\r\nContent-Length: 0\r\n\r\n",  # the right ids, a broken Via
+                b"ACK sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1"
+                b"\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: " + d.call_id.encode() + b"\r\nCSeq: 1 ACK\r\n\r\n",
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKnone\r\nFrom: <sip:a@b>;tag=1"
+                b"\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+                b"CANCEL sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKnothing\r\n"
+                b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: y\r\nCSeq: 1 CANCEL\r\n\r\n",
+            ]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for j in junk:
+                    sock.sendto(j, addr(b))
+            if transport == "TCP":
+                for j in junk:
+                    _, w = await asyncio.open_connection(*addr(b))
+                    w.write(j + b"\r\n\r\n")
+                    await w.drain()
+                    w.close()
+            await asyncio.sleep(0.3)
+            assert b.stats["parse_errors"] + b.stats["rejected"] >= 2
+            assert b.dialogs.get(ud.id) is ud and ud.active and s.byes == []
+            r = await a.in_dialog(d, "INFO", b"still here", "text/plain")
+            assert r.status == 200 and s.infos == [b"still here"]
+            assert (await a.bye(d)).status == 200
+
+    run(main())
+
+
+def test_trace_hook_sees_both_directions():
+    async def main():
+        async with pair() as (a, b):
+            seen = []
+            b.add_trace(lambda direction, msg, to, tr: seen.append((direction, repr(msg))))
+            b.on_request("MESSAGE", lambda req, txn: txn.reply(200))
+            req = a.build_request("MESSAGE", uri(b), f"sip:{DEV}@{DOMAIN}", addr=addr(b),
+                                  body=b"<a/>", content_type="Application/MANSCDP+xml")
+            assert (await a.request(req, addr(b))).status == 200
+            assert ("in", f"<SipRequest MESSAGE {uri(b)}>") in seen
+            assert ("out", "<SipResponse 200 OK>") in seen
+
+    run(main())
