@@ -227,6 +227,8 @@ EXPECT.update({
     ("DELETE", "/api/gb28181/uppers/{upper_id}"): ADMINS,
     ("GET", "/api/gb28181/uppers/{upper_id}/shares"): ADMIN_AUDIT,
     ("PUT", "/api/gb28181/uppers/{upper_id}/shares"): ADMINS,
+    ("GET", "/api/gb28181/uppers/{upper_id}/trace"): GB_MAINT,
+    ("PUT", "/api/gb28181/uppers/{upper_id}/trace"): GB_MAINT,
 })
 QUERY = {"timeline": "?start=0&end=1000", "fmp4": "?start=0&end=1000",
          "export.mp4": "?start=0&end=1000", "snapshot.jpg": "?at=0"}

@@ -308,3 +308,29 @@ def test_split_keeps_every_body_under_the_limit_and_loses_no_item():
             assert len(b) <= limit or n == 1
             seen += [it.findtext("DeviceID") for it in dl.findall("Item")]
         assert seen == [f"{i:020d}" for i in range(300)]
+
+
+def test_sip_trace_of_one_upper_platform_switched_on_at_runtime(sqlite_db, rules):
+    app = app_on(sqlite_db)
+
+    async def main():
+        up, u, c = await lower_and_upper(app)
+        try:
+            await up.query(c.local_port, q("DeviceInfo", 1))
+            assert c.trace_read(UPPER) == {"enabled": False, "messages": []}
+            c.trace_switch(UPPER, True)
+            await up.query(c.local_port, q("DeviceInfo", 2))
+            assert await wait_for(lambda: len(up.bodies("DeviceInfo")) == 2)
+            await asyncio.sleep(0.1)
+            got = c.trace_read(UPPER)
+            assert got["enabled"]
+            dirs = [(m["direction"], m["text"].split(" ", 1)[0]) for m in got["messages"]]
+            assert ("in", "MESSAGE") in dirs and ("out", "SIP/2.0") in dirs and ("out", "MESSAGE") in dirs
+            assert all("<SN>1</SN>" not in m["text"] for m in got["messages"])  # before the switch
+            c.trace_switch(UPPER, False)
+            assert not c.trace_read(UPPER)["enabled"]
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())

@@ -71,6 +71,7 @@ KINDS = (
     "duty.shift_start", "duty.shift_end", "duty.log", "room.enter", "room.leave",
     "duty.report", "duty.report_ack",
     "gb.upper.create", "gb.upper.update", "gb.upper.delete", "gb.share.set",
+    "gb.upper.trace",
     "chain.heads",
     "gb28181.trace", "gb28181.ptz",
 )

@@ -3,8 +3,10 @@
 level; Q12.1, N12.1).
 
 Actions (viis.access.policy): ``gb.cascade.read`` (the configuration and the registration
-state, for the unit's administrators and auditors) and ``gb.cascade.write`` (add, change,
-remove upper platforms and set what they see: administrators). The upper's password is
+state, for the unit's administrators and auditors), ``gb.cascade.write`` (add, change,
+remove upper platforms and set what they see: administrators) and ``gb.trace`` (the SIP
+message trace of one upper platform, switched on and read by the system's maintainers, as
+for devices below). The upper's password is
 write-only: no answer carries it, and the audit entry says only that it was set. A change
 reaches the running cascade (``app.state.cascade``) at once.
 """
@@ -17,6 +19,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from viis.access.policy import Principal
+from viis.core.errors import ValidationFailed
+from viis.integrity.audit import AuditLog
 from viis.interconnect.gb28181 import cascade_store as store
 from viis.web.auth import allow
 
@@ -67,6 +71,11 @@ class ShareIn(_In):
     camera_id: int
     channel_id: Id20
     ptz_allowed: bool = False
+
+
+class TraceIn(_In):
+    enabled: bool
+    duration_s: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
 
 
 class SharesIn(_In):
@@ -161,6 +170,37 @@ def put_shares(upper_id: int, body: SharesIn, request: Request,
         got = store.set_shares(s, upper_id, [x.model_dump() for x in body.shares],
                                actor=p.name, now_ms=app.clock.wall_ms())
         return [_share_view(x, True) for x in got]
+
+
+def _running(request: Request):
+    cascade = getattr(request.app.state, "cascade", None)
+    if cascade is None:
+        raise ValidationFailed("the cascade is not running in this process (enable [gb28181] "
+                               "cascade_enabled in the settings of viis run)")
+    return cascade
+
+
+@router.get("/{upper_id}/trace", dependencies=[Depends(allow("gb.trace"))])
+def get_trace(upper_id: int, request: Request) -> dict:
+    with request.app.state.viis.db.session() as s:
+        u = store.get_upper(s, upper_id)
+    cascade = _running(request)
+    return cascade.call(lambda: cascade.trace_read(u.server_id))
+
+
+@router.put("/{upper_id}/trace")
+def set_trace(upper_id: int, body: TraceIn, request: Request,
+              p: Principal = Depends(allow("gb.trace"))) -> dict:
+    app = request.app.state.viis
+    with app.db.session() as s:
+        u = store.get_upper(s, upper_id)
+    cascade = _running(request)
+    cascade.call(lambda: cascade.trace_switch(u.server_id, body.enabled, body.duration_s))
+    with app.db.session() as s:
+        AuditLog(s, app.clock).append("gb.upper.trace", actor=p.name,
+                                      subject=f"gb upper {u.server_id}",
+                                      details={"enabled": body.enabled})
+    return {"enabled": body.enabled}
 
 
 def install(api: FastAPI) -> None:

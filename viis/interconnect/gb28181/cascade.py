@@ -38,6 +38,7 @@ from viis.interconnect.gb28181.cascade_answers import Query, QueryError, parse_q
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
 from viis.interconnect.gb28181.clock import Clock, LoopClock, TimerHandle
 from viis.interconnect.gb28181.endpoint import InviteAnswer, SipEndpoint, new_call_id
+from viis.interconnect.gb28181.trace import SipTrace
 from viis.interconnect.gb28181.sip import (
     Address, SipRequest, SipResponse, make_response, new_branch, new_tag,
 )
@@ -595,6 +596,8 @@ class Cascade:
         self.endpoint.on_request("MESSAGE", self._on_message)
         self.endpoint.on_request("SUBSCRIBE", self._on_subscribe)
         self.endpoint.on_invite(self._on_invite)
+        self.trace = SipTrace(clock=self.clock)  # per upper, off until switched on
+        self.endpoint.add_trace(self.trace)
         self.clients: dict[int, CascadeClient] = {}
         self.status_fn = status_fn
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
@@ -648,6 +651,7 @@ class Cascade:
     async def _reload(self) -> None:
         uppers = await self._db(lambda s: store.list_uppers(s))
         want = {u.id: u for u in uppers if u.enabled}
+        self.trace.own_ids = {u.local_id for u in uppers}
         for uid in list(self.clients):
             c = self.clients[uid]
             if uid not in want or want[uid] != c.upper:
@@ -895,6 +899,26 @@ class Cascade:
 
     def diagnose(self) -> list[dict[str, Any]]:
         return [c.diagnose() for c in self.clients.values()]
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` on the cascade's loop from another thread (the API's) and return its
+        result."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def trace_switch(self, server_id: str, on: bool, duration_s: float = 3600.0) -> None:
+        """Keep (or stop keeping) every SIP message to and from one upper platform."""
+        if on:
+            self.trace.enable(server_id, duration_s)
+        else:
+            self.trace.disable(server_id)
+
+    def trace_read(self, server_id: str) -> dict[str, Any]:
+        return {"enabled": self.trace.enabled(server_id), "messages": self.trace.get(server_id)}
 
 
 class _Fanout:
