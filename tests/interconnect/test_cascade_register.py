@@ -21,10 +21,10 @@ async def run_for(clock, seconds, step=0.5, real=0.01):
 
 
 async def start_upper(clock, port=0, server_id=UPPER, password="secret", events=None,
-                      keepalive=5):
+                      keepalive=5, tcp=False):
     cfg = PlatformConfig(server_id=server_id, host="127.0.0.1", port=port, password=None,
                          passwords={LOCAL: password}, keepalive_interval=keepalive, keepalive_misses=3,
-                         min_expires=1, tcp=False)
+                         min_expires=1, tcp=tcp)
     p = Platform(cfg, clock=clock,
                  on_event=(lambda ev, peer: events.append(ev)) if events is not None else None)
     await p.start()
@@ -201,5 +201,25 @@ def test_several_upper_platforms_at_once(sqlite_db):
             await c.stop()
             await up1.stop()
             await up2.stop()
+
+    run(main())
+
+
+def test_registers_and_keeps_alive_over_tcp(sqlite_db):
+    async def main():
+        clock = ManualClock()
+        up = await start_upper(clock, tcp=True)
+        app = app_on(sqlite_db)
+        add_upper(app, up.addresses["TCP"][1], transport="TCP", keepalive_s=5)
+        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
+        await c.start()
+        try:
+            assert await settle(clock, lambda: up.peers.get(LOCAL) and up.peers[LOCAL].registered)
+            assert up.peers[LOCAL].transport == "TCP"
+            await run_for(clock, 20, step=0.5)
+            assert up.peers[LOCAL].keepalives == 4 and up.peers[LOCAL].online
+        finally:
+            await c.stop()
+            await up.stop()
 
     run(main())

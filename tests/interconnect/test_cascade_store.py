@@ -105,3 +105,38 @@ def test_each_upper_has_its_own_share_list_and_channel_ids(db, clock, rules):
         store.delete_upper(s, u1.id, actor="t", now_ms=1)
     with db.session() as s:
         assert [u.id for u in store.list_uppers(s)] == [u2.id]
+
+
+def test_upper_platform_identity_at_the_one_door_and_in_the_register(db, clock, rules):
+    """Every upward view is decided by the one door and written to the register under the
+    upper platform's identity; its grade is its clearance (Q13.1, N16.1)."""
+    from sqlalchemy import select
+
+    from viis.access.door import Forbidden, authorize_footage
+    from viis.access.register import Register
+    from viis.access.retrieval_models import RegisterEntry
+    from viis.interconnect.gb28181.cascade import Cascade
+
+    app = app_on(db, clock)
+    u = add_upper(app, 5060, level=2)
+    low = add_camera(app, rules, "gate", level=2)
+    high = add_camera(app, rules, "vault", level=3)
+    c = Cascade(app)
+    p = c.principal(UPPER)
+    assert p == c.principal(u.id) and p.name == f"gb28181:{UPPER}" and p.clearance == 2
+    sink = Register(db)
+    authorize_footage(p, "live", low.id, security_level=2, register=sink, now_ms=clock.wall_ms())
+    authorize_footage(p, "playback", low.id, clock.wall_ms() - 60_000, clock.wall_ms(),
+                      security_level=2, register=sink, now_ms=clock.wall_ms())
+    for action, cam, level in (("live", high.id, 3), ("export", low.id, 2)):
+        with pytest.raises(Forbidden):
+            authorize_footage(p, action, cam, security_level=level, register=sink,
+                              now_ms=clock.wall_ms())
+    with db.session() as s:
+        rows = [(e.user_login, e.action, e.camera_id, e.outcome)
+                for e in s.scalars(select(RegisterEntry).order_by(RegisterEntry.id))]
+    who = f"gb28181:{UPPER}"
+    assert rows == [(who, "live", low.id, "allowed"), (who, "playback", low.id, "allowed"),
+                    (who, "live", high.id, "refused"), (who, "export", low.id, "refused")]
+    with pytest.raises(LookupError):
+        c.principal("44010000002000000001")
