@@ -120,7 +120,8 @@ def test_ssrc_mismatch_is_counted_and_dropped_unless_checking_is_off():
 
     async def run(check: bool):
         got: list[PsFrame] = []
-        r = await PsReceiver.open("udp", got.append, SSRC, "127.0.0.1", ssrc_check=check)
+        r = await PsReceiver.open("udp", got.append, f"{SSRC:010d}", "127.0.0.1",
+                                  ssrc_check=check)  # as the y= line gives it
         s = await PsSender.open("udp", ("127.0.0.1", r.local_port), 1234, "127.0.0.1")
         try:
             for nals, pts, key in frames:

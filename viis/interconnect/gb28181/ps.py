@@ -234,7 +234,8 @@ class PsDemuxer:
     ``feed(data)`` returns the access units completed so far (a frame is complete when the
     next one begins); ``flush()`` completes the pending one (end of an RTP frame or of a
     file). ``codec`` is taken from the PSM, else from ``codec`` given here, else sniffed
-    from the first parameter set; NAL units before the codec is known are skipped."""
+    from the first NAL header only one codec makes; NAL units before that are held
+    (at most 64) and replayed."""
 
     MAX_NALS = 4096
     MAX_MARKERS = 64
@@ -385,7 +386,7 @@ class PsDemuxer:
             if 0xE0 <= sid <= 0xEF:
                 avail = n if length == 0 else min(end, n)
                 hdr = self._pes_header(buf, pos + 6, avail)
-                if hdr is None and (avail < end or length == 0) and not final:
+                if hdr is None and (avail < end or length == 0) and not (final and not length):
                     break  # wait for the rest of the header
                 if not isinstance(hdr, tuple):
                     self._error(hdr or "truncated PES header")

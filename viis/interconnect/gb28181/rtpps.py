@@ -146,7 +146,7 @@ class PsSender:
                  max_buffer: int, on_close: Callable[[], None] | None) -> None:
         _check_mode(mode)
         self.mode = mode
-        self.ssrc = ssrc
+        self.ssrc = ssrc = int(ssrc)  # the SDP's y= is a 10-digit decimal string
         self.muxer = PsMuxer(codec)
         self.packetizer = RtpPacketizer(ssrc, pt, mtu)
         self.max_buffer = max_buffer
@@ -364,7 +364,7 @@ class PsReceiver:
         _check_mode(mode)
         self.mode = mode
         self.on_frame = on_frame
-        self.expected_ssrc = expected_ssrc
+        self.expected_ssrc = None if expected_ssrc is None else int(expected_ssrc)
         self.ssrc_check = ssrc_check
         self.wait_key_after_loss = wait_key_after_loss
         self.max_frame_bytes = max_frame_bytes
