@@ -156,8 +156,11 @@ def _cases(frames, seconds: float) -> dict[str, float]:
     return out
 
 
-def measure(seconds: float = 3.0) -> dict:
-    """Run every case for ``seconds`` of CPU time each; the result dict (see module doc)."""
+def measure(seconds: float = 3.0, quick: bool = False) -> dict:
+    """Run every case for ``seconds`` of CPU time each (0.3 s with ``quick``, a smoke run);
+    the result dict (see the module docstring)."""
+    if quick:
+        seconds = min(seconds, 0.3)
     frames = stream_frames()
     sizes = [sum(len(n) + 4 for n in f[0]) for f in frames]
     bitrate = sum(sizes) * 8 * FPS / len(frames)
