@@ -20,10 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from .clock import Clock, LoopClock, TimerHandle
-from .sip import BRANCH_MAGIC, SipMessage, SipRequest, SipResponse, make_response
+from .sip import (
+    BRANCH_MAGIC,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    Via,
+    make_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +165,10 @@ class ServerTransaction(_Base):
             self.state = "proceeding"
             return
         self.state = "completed"
-        self._start("J", 0 if self.reliable else 64 * self.layer.t1, self._terminate)
+        if self.reliable:
+            self._start("J", 0, self._terminate)
+        else:
+            self.layer._linger(self)  # Timer J (64·T1), on the layer's one queue
 
     def reply(self, status: int, reason: str = "", **headers: str) -> SipResponse:
         """Build a response to the request, add headers (underscores → dashes), send it."""
@@ -271,6 +283,28 @@ class TransactionLayer:
         self.clients: dict[tuple, ClientTransaction] = {}
         self.servers: dict[tuple, ServerTransaction] = {}
         self.sent = 0
+        self._lingering: deque[tuple[float, ServerTransaction]] = deque()
+        self._linger_timer: TimerHandle | None = None
+
+    def _linger(self, txn: ServerTransaction) -> None:
+        """Timer J of completed non-INVITE server transactions over UDP. Every one waits the
+        same 64·T1, so deadlines arrive in order: one FIFO and one clock timer serve them
+        all, instead of a timer (handle, callback, heap entry) per keepalive — with 20,000
+        devices about 10,000 are lingering at any time."""
+        self._lingering.append((self.clock.now() + 64 * self.t1, txn))
+        if self._linger_timer is None:
+            self._linger_timer = self.clock.call_later(64 * self.t1, self._expire_lingering)
+
+    def _expire_lingering(self) -> None:
+        self._linger_timer = None
+        now, q = self.clock.now(), self._lingering
+        while q and q[0][0] <= now:
+            txn = q.popleft()[1]
+            if txn.state == "completed":
+                txn._terminate()
+        if q:  # batch the next ones: Timer J is a lower bound, 20 ms late is harmless
+            delay = max(q[0][0] - now, 0.02)
+            self._linger_timer = self.clock.call_later(delay, self._expire_lingering)
 
     def _send(self, msg: SipMessage, addr: Addr, transport: str) -> None:
         self.sent += 1
@@ -380,7 +414,9 @@ class TransactionLayer:
 def _mark_received(req: SipRequest, addr: Addr) -> None:
     """Add received= and fill rport= on the top Via (RFC 3261 §18.2.1, RFC 3581)."""
     vias = req.headers.getall("Via")
-    via = req.top_via
+    if not vias:
+        raise SipParseError("no Via")
+    via = Via.parse(vias[0])
     changed = False
     if via.host != addr[0]:
         via.params["received"] = addr[0]
