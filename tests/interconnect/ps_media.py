@@ -3,6 +3,7 @@ session, split into access units; and ffprobe as the judge of what we produce.""
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from viis.media.h26x import access_units, is_keyframe, split_annexb
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
                                   reason="ffmpeg/ffprobe not installed")
 _DIR = Path(tempfile.mkdtemp(prefix="viis-ps-test-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 FPS = 25
 FRAME_90K = 90_000 // FPS
 
