@@ -110,3 +110,19 @@ def test_a_device_known_before_a_restart_is_offline_until_it_keeps_alive(tmp_pat
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def test_the_catalog_is_queried_again_periodically(tmp_path, db, clock):
+    app = make_app(tmp_path, db, clock, catalog_interval_s=1)
+
+    async def run():
+        svc = await started(app)
+        try:
+            rc, out = await sipp("gb_device_catalog.xml", svc.port, tmp_path,
+                                 "-oocsf", str(SCEN / "gb_device_catalog_ooc.xml"))
+            assert rc == 0, out
+            return svc.catalog_syncs
+        finally:
+            await svc.stop()
+
+    assert asyncio.run(run()) >= 2  # the device stays 4 s: on register, then after 1 s

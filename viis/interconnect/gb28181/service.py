@@ -29,6 +29,7 @@ from viis.core.logging import get_logger
 from viis.health.faults import clear_fault, raise_fault
 
 from . import manscdp
+from .causes import catalog_cause
 from .clock import Clock
 from .devices import DeviceSnapshot, DeviceStore, channel_view, device_view
 from .invite import DeviceCalls
@@ -92,6 +93,8 @@ class GbPlatformService:
         self._db_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
+        self.catalog_syncs = 0  # catalog answers handled (complete or partial)
+        self._keepalives_saved = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -210,7 +213,15 @@ class GbPlatformService:
             last_error=p.last_error, cause=p.cause, charset=p.charset)
 
     async def flush(self) -> None:
-        """Write changed peers and raise/clear their offline faults (one transaction)."""
+        """Write changed peers and raise/clear their offline faults (one transaction). The
+        last keepalive of every online peer is written once a minute (not per keepalive:
+        20,000 devices at 60 s would be 333 writes a second)."""
+        now = self.clock.now()
+        if now - self._keepalives_saved >= max(60.0, self.config.keepalive_interval):
+            self._keepalives_saved = now
+            for device_id, p in self.platform.peers.items():
+                if p.online:
+                    self._dirty.setdefault(device_id, False)
         dirty, self._dirty = self._dirty, {}
         faults, self._faults = self._faults, {}
         snaps = [self._snapshot(self.platform.peers[d], ch) for d, ch in dirty.items()
@@ -434,9 +445,12 @@ class GbPlatformService:
         self._catalog_at[device_id] = self.clock.now()
         result = await self._query_list(device_id, "Catalog", device_id)
         p = self.platform.peers.get(device_id)
-        if not result.complete and p is not None:
-            p.note(f"incomplete catalog: {len(result.items)} of {result.sum_num} items arrived "
-                   "(UDP fragments lost? use TCP or fewer items per message on the device)")
+        self.catalog_syncs += 1
+        cause = catalog_cause(result)
+        if cause and p is not None:
+            p.note(cause)
+            p.last_error = cause[:500]
+            self._dirty.setdefault(device_id, False)
         now = self.app.clock.wall_ms()
 
         def write():
@@ -487,9 +501,11 @@ class GbPlatformService:
         await self.send_manscdp(p, body)
 
     async def invite_device(self, device_id: str, channel_id: str, sdp_offer: str,
-                            playback: bool = False):
-        """INVITE a device's channel to send media; returns (dialog, answer SDP)."""
-        return await self.calls.invite(device_id, channel_id, sdp_offer)
+                            on_end: Callable[[Any, str], Any] | None = None):
+        """INVITE a device's channel to send media (live ``s=Play`` or ``s=Playback``; the
+        offer's ``y=`` is the SSRC); returns (dialog, answer SDP). ``on_end(dialog, why)``:
+        the device hung up ('remote') or its playback reached the end ('end of file')."""
+        return await self.calls.invite(device_id, channel_id, sdp_offer, on_end)
 
     async def bye(self, dialog) -> None:
         await self.calls.bye(dialog)
