@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from viis.interconnect.gb28181.clock import ManualClock
 from viis.interconnect.gb28181.digest import DigestServer
 from viis.interconnect.gb28181.endpoint import InviteAnswer, InviteError, SipEndpoint
 from viis.interconnect.gb28181.sip import SipRequest, SipResponse
+from viis.interconnect.gb28181.transaction import TransportError
 
 UPPER, DEV, DOMAIN = "34020000002000000001", "34020000001320000001", "3402000000"
 SDP_A = "v=0\r\no=up 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
@@ -431,5 +434,119 @@ def test_trace_hook_sees_both_directions():
             assert (await a.request(req, addr(b))).status == 200
             assert ("in", f"<SipRequest MESSAGE {uri(b)}>") in seen
             assert ("out", "<SipResponse 200 OK>") in seen
+
+    run(main())
+
+
+def test_tcp_connection_refused_fails_the_request_at_once():
+    async def main():
+        async with pair() as (a, b):
+            port = _free_port(socket.SOCK_STREAM)  # nobody listens there
+            t0 = asyncio.get_running_loop().time()
+            req = a.build_request("MESSAGE", f"sip:{DEV}@127.0.0.1:{port}", f"sip:{DEV}@{DOMAIN}",
+                                  transport="TCP", body=b"<a/>", content_type="text/plain")
+            with pytest.raises(TransportError):
+                await a.request(req, ("127.0.0.1", port), "TCP")
+            with pytest.raises(TransportError):
+                await a.invite(f"sip:{DEV}@127.0.0.1:{port}", ("127.0.0.1", port), "TCP", SDP_A)
+            assert asyncio.get_running_loop().time() - t0 < 5  # not Timer B/F's 32 s
+            assert not a.layer.clients
+
+    run(main())
+
+
+# ---- a real peer: sipp ------------------------------------------------------------------------
+
+SIPP = shutil.which("sipp")
+SCEN = Path(__file__).parent / "scenarios"
+needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt-get install sip-tester)")
+
+
+def _free_port(kind=socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _sipp(scenario: str, cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        SIPP, *args, "-sf", str(SCEN / scenario), "-m", "1", "-l", "1", "-i", "127.0.0.1",
+        "-timeout", "20", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg",
+        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _sipp_result(proc: asyncio.subprocess.Process, cwd: Path) -> tuple[int, str]:
+    out, _ = await asyncio.wait_for(proc.communicate(), 40)
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*.log"))
+    return proc.returncode, out.decode(errors="replace")[-1500:] + logs
+
+
+@needs_sipp
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sipp_upper_platform_invites_us(transport, tmp_path):
+    """sipp as an upper platform: INVITE (GB SDP, Subject) -> our on_invite -> ACK, INFO, BYE."""
+
+    async def main():
+        b = SipEndpoint(DEV, DOMAIN, "127.0.0.1", 0)
+        await b.start()
+        try:
+            s = Session()
+            subjects = []
+
+            async def on_invite(req, txn):
+                subjects.append(req.get("Subject"))
+                return s.answer()
+
+            b.on_invite(on_invite)
+            proc = await _sipp("gb_upper_invite_uac.xml", tmp_path, f"127.0.0.1:{b.local_port}",
+                               "-t", "u1" if transport == "UDP" else "t1",
+                               "-p", str(_free_port()), "-s", DEV,
+                               "-set", "upper", UPPER, "-set", "domain", DOMAIN)
+            rc, out = await _sipp_result(proc, tmp_path)
+            assert rc == 0, out
+            assert subjects == [f"{DEV}:0100000001,{UPPER}:0"]
+            assert len(s.acks) == 1 and s.infos and s.infos[0].startswith(b"PAUSE MANSRTSP/1.0")
+            await asyncio.wait_for(s.ended.wait(), 10)
+            assert s.byes[0][0] == "remote" and not b.dialogs
+        finally:
+            await b.stop()
+
+    run(main())
+
+
+@needs_sipp
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_we_invite_a_sipp_device(transport, tmp_path):
+    """Our invite() against sipp as a device: 100, 200 with y=, our ACK, INFO, our BYE."""
+
+    async def main():
+        a = SipEndpoint(UPPER, DOMAIN, "127.0.0.1", 0)
+        await a.start()
+        try:
+            port = _free_port(socket.SOCK_DGRAM if transport == "UDP" else socket.SOCK_STREAM)
+            proc = await _sipp("gb_device_invite_uas.xml", tmp_path,
+                               "-t", "u1" if transport == "UDP" else "t1", "-p", str(port),
+                               "-s", DEV)
+            dev = ("127.0.0.1", port)
+            d = None
+            for _ in range(50):  # sipp needs a moment to bind
+                try:
+                    d, resp = await a.invite(f"sip:{DEV}@127.0.0.1:{port}", dev, transport,
+                                             SDP_A, {"Subject": f"{DEV}:0100000001,{UPPER}:0"})
+                    break
+                except TransportError:  # refused: sipp is not listening yet
+                    await asyncio.sleep(0.1)
+            assert d is not None and resp.status == 200
+            assert "y=0100000001" in d.remote_sdp and d.remote_tag
+            r = await a.in_dialog(d, "INFO", b"PLAY MANSRTSP/1.0\r\nCSeq: 2\r\nScale: 2.0\r\n",
+                                  "Application/MANSRTSP")
+            assert r.status == 200
+            assert (await a.bye(d)).status == 200
+            rc, out = await _sipp_result(proc, tmp_path)
+            assert rc == 0, out
+            assert not a.dialogs
+        finally:
+            await a.stop()
 
     run(main())

@@ -39,7 +39,7 @@ from .sip import (
 )
 from .transaction import (
     T1, T2, T4, ClientTransaction, ServerInviteTransaction, ServerTransaction,
-    TransactionLayer, TransactionTimeout,
+    TransactionLayer, TransactionTimeout, TransportError,
 )
 from .transport import TcpTransport, UdpTransport
 
@@ -47,6 +47,7 @@ log = get_logger(__name__)
 
 __all__ = [
     "InviteAnswer", "InviteError", "SipEndpoint", "Dialog", "DialogError", "TransactionTimeout",
+    "TransportError",
     "new_branch", "new_tag", "new_call_id",
 ]
 
@@ -144,13 +145,25 @@ class SipEndpoint:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.use_udp:
-            self.udp = UdpTransport(self._on_message, self._on_parse_error)
-            self.addresses["UDP"] = await self.udp.start(self.host, self.port)
-        if self.use_tcp:
-            self.tcp = TcpTransport(self._on_message, self._on_parse_error)
-            port = self.addresses["UDP"][1] if "UDP" in self.addresses else self.port
-            self.addresses["TCP"] = await self.tcp.start(self.host, port)
+        """Bind UDP and TCP on the same port. With port 0 the kernel picks the UDP port; if
+        that number is taken for TCP, another one is tried (up to 20 times)."""
+        for attempt in range(20):
+            if self.use_udp:
+                self.udp = UdpTransport(self._on_message, self._on_parse_error)
+                self.addresses["UDP"] = await self.udp.start(self.host, self.port)
+            if self.use_tcp:
+                self.tcp = TcpTransport(self._on_message, self._on_parse_error)
+                self.tcp.on_connect_error = lambda a, e: self.layer.transport_error(a, "TCP", e)
+                port = self.addresses["UDP"][1] if "UDP" in self.addresses else self.port
+                try:
+                    self.addresses["TCP"] = await self.tcp.start(self.host, port)
+                except OSError:
+                    if self.udp is not None:
+                        self.udp.close()
+                    if self.port != 0 or not self.use_udp or attempt == 19:
+                        raise
+                    continue
+            break
         self._closed = False
 
     async def stop(self) -> None:
@@ -349,7 +362,7 @@ class SipEndpoint:
 
         Raises ``InviteError`` for a final non-2xx (after one digest retry when
         ``credentials`` are given), ``TransactionTimeout`` when nothing final came within
-        Timer B (64·T1). Cancelling the awaiting task sends CANCEL; ``cancel(call_id)``
+        Timer B (64·T1), ``TransportError`` when a TCP connection could not be made. Cancelling the awaiting task sends CANCEL; ``cancel(call_id)``
         does too and makes this raise ``InviteError`` (487).
         """
         req = self.build_request(

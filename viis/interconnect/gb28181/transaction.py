@@ -45,6 +45,10 @@ class TransactionTimeout(Exception):
     """Timer B or F fired: no final response."""
 
 
+class TransportError(ConnectionError):
+    """The request could not be sent (e.g. the TCP connection was refused)."""
+
+
 class _Base:
     def __init__(self, layer: TransactionLayer, key: tuple, addr: Addr, transport: str):
         self.layer, self.key, self.addr, self.transport = layer, key, addr, transport
@@ -395,6 +399,17 @@ class TransactionLayer:
         stxn = ServerTransaction(self, key, msg, addr, msg.transport)
         self.servers[key] = stxn
         self.on_request(msg, stxn)
+
+    def transport_error(self, addr: Addr, transport: str, exc: Exception) -> int:
+        """Fail the client transactions waiting on ``addr`` over ``transport`` (§17.1.4)."""
+        failed = 0
+        for txn in list(self.clients.values()):
+            if txn.addr == addr and txn.transport.upper() == transport.upper() and \
+                    txn.state in ("trying", "calling", "proceeding"):
+                txn._terminate()
+                txn.on_final(TransportError(f"{txn.request.method} to {addr}: {exc}"))
+                failed += 1
+        return failed
 
     def invite_for_cancel(self, cancel: SipRequest) -> ServerInviteTransaction | None:
         """The INVITE server transaction a CANCEL refers to (same branch, §9.2)."""

@@ -127,6 +127,9 @@ class TcpTransport:
         self.received = self.errors = 0
         self._tasks: set[asyncio.Task] = set()
         self._serving: set[asyncio.Task] = set()  # accepted connections' readers
+        self._dialing: dict[Addr, list[bytes]] = {}  # messages waiting for a connection
+        # Called when dialling out fails, so waiting transactions fail at once.
+        self.on_connect_error: Callable[[Addr, Exception], None] | None = None
 
     async def start(self, host: str, port: int) -> Addr:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -177,14 +180,29 @@ class TcpTransport:
         if w is not None and not w.is_closing():
             w.write(data)
             return
-        t = asyncio.get_running_loop().create_task(self._dial_and_send(addr, data))
+        queued = self._dialing.get(addr)
+        if queued is not None:  # a connection to addr is being made: send on it when up
+            queued.append(data)
+            return
+        self._dialing[addr] = [data]
+        t = asyncio.get_running_loop().create_task(self._dial_and_send(addr))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _dial_and_send(self, addr: Addr, data: bytes) -> None:
-        reader, writer = await asyncio.open_connection(addr[0], addr[1])
+    async def _dial_and_send(self, addr: Addr) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(addr[0], addr[1])
+        except OSError as e:
+            # Refused or unreachable: tell the transaction layer now (RFC 3261 §17.1.4)
+            # instead of letting Timer B/F run for 32 s.
+            self._dialing.pop(addr, None)
+            self.on_error(addr, f"TCP connect failed: {e}", b"")
+            if self.on_connect_error is not None:
+                self.on_connect_error(addr, e)
+            return
         self.conns[addr] = writer
-        writer.write(data)
+        for data in self._dialing.pop(addr, []):
+            writer.write(data)
         t = asyncio.get_running_loop().create_task(self._read_dialled(addr, reader, writer))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
