@@ -183,9 +183,13 @@ class DeviceStore:
         return list(s.scalars(select(GbDevice).order_by(GbDevice.device_id)))
 
     def save(self, s: Session, snaps: list[DeviceSnapshot], now_ms: int) -> None:
-        """Write the registration state of peers (one transaction for a batch)."""
-        have = {d.device_id: d for d in s.scalars(select(GbDevice).where(
-            GbDevice.device_id.in_([x.device_id for x in snaps])))} if snaps else {}
+        """Write the registration state of peers (one transaction for a batch; looked up
+        in chunks, as SQLite bounds the parameters of one statement)."""
+        have: dict[str, GbDevice] = {}
+        ids = [x.device_id for x in snaps]
+        for i in range(0, len(ids), 5000):
+            have.update((d.device_id, d) for d in s.scalars(
+                select(GbDevice).where(GbDevice.device_id.in_(ids[i:i + 5000]))))
         for snap in snaps:
             d = have.get(snap.device_id)
             if d is None:
