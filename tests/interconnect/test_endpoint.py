@@ -455,6 +455,79 @@ def test_tcp_connection_refused_fails_the_request_at_once():
     run(main())
 
 
+def test_stale_nonce_gets_one_more_retry():
+    async def main():
+        async with pair() as (a, b):
+            server = DigestServer(DOMAIN)
+            seen = []
+
+            async def register(req, txn):
+                seen.append(req)
+                now = b.clock.now()
+                if len(seen) == 2:  # as if the nonce had expired in between
+                    txn.reply(401, WWW_Authenticate=server.challenge(now, stale=True))
+                    return
+                res = server.verify(req.get("Authorization"), method="REGISTER",
+                                    password="pw", now=now)
+                if res.ok:
+                    txn.reply(200)
+                else:
+                    txn.reply(401, WWW_Authenticate=server.challenge(now))
+
+            b.on_request("REGISTER", register)
+            req = a.build_request("REGISTER", f"sip:{DEV}@{DOMAIN}", f"sip:{UPPER}@{DOMAIN}",
+                                  addr=addr(b), expires=60)
+            resp = await a.request(req, addr(b), credentials=(UPPER, "pw"))
+            assert resp.status == 200 and [r.cseq[0] for r in seen] == [1, 2, 3]
+
+    run(main())
+
+
+def test_a_2xx_that_crosses_our_cancel_is_acked_and_ended():
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            go = asyncio.Event()
+
+            async def slow(req, txn):
+                await go.wait()
+                return s.answer()
+
+            b.on_invite(slow)
+            # The CANCEL is lost, so the callee answers 200 after the caller gave up.
+            a.send_hook = lambda m, to, tr: not (isinstance(m, SipRequest) and m.method == "CANCEL")
+            t = asyncio.create_task(a.invite(uri(b), addr(b), "UDP", SDP_A, {}, call_id="c-2"))
+            await until(lambda: "c-2" in a._pending and a._pending["c-2"].provisional,
+                        what="100 Trying")
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            go.set()
+            await asyncio.wait_for(s.ended.wait(), 10)
+            assert len(s.acks) == 1 and s.byes[0][0] == "remote"
+            assert not a.dialogs and not b.dialogs and not a._pending
+
+    run(main())
+
+
+def test_uas_bye_over_tcp_dials_the_contact_when_the_callers_connection_is_gone():
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            d, _ = await a.invite(uri(b), addr(b), "TCP", SDP_A, {})
+            await asyncio.wait_for(s.acked.wait(), 10)
+            (ud,) = b.dialogs.values()
+            for w in list(a.tcp.conns.values()):
+                w.close()
+            await until(lambda: ud.peer not in b.tcp.conns, what="the connection to close")
+            assert (await b.bye(ud)).status == 200
+            await until(lambda: not a.dialogs, what="the caller to take the BYE")
+            assert d.terminated_by == "remote"
+
+    run(main())
+
+
 # ---- a real peer: sipp ------------------------------------------------------------------------
 
 SIPP = shutil.which("sipp")

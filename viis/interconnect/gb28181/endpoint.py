@@ -54,6 +54,8 @@ __all__ = [
 # Methods that exist only inside a dialog: without one they get 481 (§12.2.2).
 _DIALOG_ONLY = {"BYE", "INFO", "UPDATE", "PRACK"}
 _WILDCARD = {"", "0.0.0.0", "::"}
+_KNOWN = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "INFO", "SUBSCRIBE",
+          "NOTIFY", "UPDATE", "PRACK", "REFER", "PUBLISH"}
 
 Handler = Callable[[SipRequest, ServerTransaction], Awaitable[None] | None]
 DialogHandler = Callable[[Dialog, SipRequest, ServerTransaction], Awaitable[Any] | Any]
@@ -171,7 +173,7 @@ class SipEndpoint:
         for d in list(self.dialogs.values()):
             if d.active:
                 try:
-                    self.layer.start_client(d.make_request("BYE"), d.peer, d.transport)
+                    self.layer.start_client(d.make_request("BYE"), self._dest(d), d.transport)
                 except Exception:
                     log.exception("sip.stop.bye_failed", call_id=d.call_id)
                 self._end_dialog(d, "stop", None)
@@ -346,10 +348,16 @@ class SipEndpoint:
         digest (qop=auth when offered, RFC 2069 otherwise). Raises TransactionTimeout."""
         self._fit_via(req, transport, addr)
         resp = await self.layer.request(req, addr, transport)
-        if resp.status in (401, 407) and credentials is not None:
+        for attempt in range(2):
+            if resp.status not in (401, 407) or credentials is None:
+                break
+            if attempt == 1 and not _stale(resp):
+                break  # a second challenge without stale=true: the credentials are wrong
             again = _with_auth(req, resp, credentials)
-            if again is not None:
-                resp = await self.layer.request(again, addr, transport)
+            if again is None:
+                break
+            req = again
+            resp = await self.layer.request(req, addr, transport)
         return resp
 
     async def invite(
@@ -396,6 +404,8 @@ class SipEndpoint:
             if fut.done():
                 if p.abandoned and isinstance(r, SipResponse) and 200 <= r.status < 300:
                     self._spawn(self._ack_and_bye(p, r))  # answered after we gave up
+                elif p.abandoned and self._pending.get(p.req.call_id) is p:
+                    del self._pending[p.req.call_id]
                 return
             if isinstance(r, Exception):
                 fut.set_exception(r)
@@ -420,7 +430,7 @@ class SipEndpoint:
         d.created_at = self.clock.now()
         ack = d.make_request("ACK")
         d.last_ack = ack
-        self.layer.send(ack, d.peer, d.transport)
+        self.layer.send(ack, self._dest(d), d.transport)
         self.dialogs[d.id] = d
         self.stats["dialogs_uac"] += 1
         log.info("sip.dialog.uac", call_id=d.call_id, peer=f"{d.peer[0]}:{d.peer[1]}")
@@ -467,7 +477,7 @@ class SipEndpoint:
         req = dialog.make_request("BYE")
         self._end_dialog(dialog, "local", None, notify=False)
         try:
-            return await self.layer.request(req, dialog.peer, dialog.transport)
+            return await self.layer.request(req, self._dest(dialog), dialog.transport)
         except TransactionTimeout:
             return None
 
@@ -478,7 +488,7 @@ class SipEndpoint:
         """Send INFO/MESSAGE/... inside the dialog. A 481 or 408 ends the dialog (§12.2.1.2)."""
         req = dialog.make_request(method, body, content_type, headers)
         try:
-            resp = await self.layer.request(req, dialog.peer, dialog.transport)
+            resp = await self.layer.request(req, self._dest(dialog), dialog.transport)
         except TransactionTimeout:
             self._end_dialog(dialog, "timeout", None)
             raise
@@ -494,14 +504,28 @@ class SipEndpoint:
             dialog.remote_sdp = resp.body.decode("utf-8", "replace") or dialog.remote_sdp
             ack = dialog.make_request("ACK")
             dialog.last_ack = ack
-            self.layer.send(ack, dialog.peer, dialog.transport)
+            self.layer.send(ack, self._dest(dialog), dialog.transport)
         return resp
+
+    def _dest(self, d: Dialog) -> Addr:
+        """Where an in-dialog request goes: the address the dialog was set up with (NAT-safe;
+        over TCP the same connection). If that TCP connection is gone and it was the peer's
+        (an ephemeral port), dial the remote target (Contact) instead."""
+        if d.transport.upper() != "TCP" or self.tcp is None or d.peer in self.tcp.conns:
+            return d.peer
+        if d.role == "uac":
+            return d.peer  # we dialled it: its listening address
+        try:
+            target = Address.parse(d.remote_target).uri
+        except SipParseError:
+            return d.peer
+        return (target.host, target.port or 5060) if target.host else d.peer
 
     # ---- server side -------------------------------------------------------------------
 
     def _on_request(self, req: SipRequest, txn: ServerTransaction) -> None:
         """Synchronous dispatch from the transaction layer."""
-        self.stats[f"in_{req.method}"] += 1
+        self.stats[f"in_{req.method}" if req.method in _KNOWN else "in_other"] += 1
         try:
             if req.method == "CANCEL":
                 self._on_cancel(req, txn)
@@ -628,7 +652,7 @@ class SipEndpoint:
             self.stats["ack_timeouts"] += 1
             log.warning("sip.dialog.no_ack", call_id=d.call_id)
             try:
-                layer.start_client(d.make_request("BYE"), d.peer, d.transport)
+                layer.start_client(d.make_request("BYE"), self._dest(d), d.transport)
             except Exception:
                 log.exception("sip.bye_failed", call_id=d.call_id)
             self._end_dialog(d, "ack-timeout", None)
@@ -665,7 +689,7 @@ class SipEndpoint:
             d = self.dialogs.get((msg.call_id, msg.from_.tag or "", msg.to.tag or ""))
             if d is not None and d.last_ack is not None and num == d.invite_cseq:
                 self.stats["ack_resent"] += 1
-                self.layer.send(d.last_ack, d.peer, d.transport)  # our ACK was lost
+                self.layer.send(d.last_ack, self._dest(d), d.transport)  # our ACK was lost
                 return
         self.stats["stray_response"] += 1
 
@@ -777,6 +801,11 @@ def _with_auth(req: SipRequest, resp: SipResponse, credentials: tuple[str, str])
     again.headers.set("CSeq", f"{req.cseq[0] + 1} {req.method}")
     again.headers.set("Authorization" if resp.status == 401 else "Proxy-Authorization", auth)
     return again
+
+
+def _stale(resp: SipResponse) -> bool:
+    value = resp.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate") or ""
+    return "stale=true" in value.replace(" ", "").replace('"', "").lower()
 
 
 def _sdp_core(sdp: str) -> list[str]:
