@@ -76,7 +76,11 @@ class UdpTransport:
             self.on_error(addr, e.reason, data[:64])
             return
         msg.source, msg.transport = addr, "UDP"
-        self.on_message(msg)
+        try:
+            self.on_message(msg)
+        except SipParseError as e:  # a header parsed on use (Via, From, ...) is malformed
+            self.errors += 1
+            self.on_error(addr, e.reason, data[:64])
 
     def send(self, msg: SipMessage | bytes, addr: Addr) -> None:
         if self.transport is None:
@@ -165,7 +169,11 @@ class TcpTransport:
                         self.on_error(addr, e.reason, raw[:64])
                         continue
                     msg.source, msg.transport = addr, "TCP"
-                    self.on_message(msg)
+                    try:
+                        self.on_message(msg)
+                    except SipParseError as e:  # malformed header parsed on use
+                        self.errors += 1
+                        self.on_error(addr, e.reason, raw[:64])
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -218,7 +226,11 @@ class TcpTransport:
                         self.on_error(addr, e.reason, raw[:64])
                         continue
                     msg.source, msg.transport = addr, "TCP"
-                    self.on_message(msg)
+                    try:
+                        self.on_message(msg)
+                    except SipParseError as e:  # malformed header parsed on use
+                        self.errors += 1
+                        self.on_error(addr, e.reason, raw[:64])
         except (ConnectionError, SipParseError) as e:
             self.on_error(addr, str(e), b"")
         finally:
