@@ -223,3 +223,26 @@ def test_registers_and_keeps_alive_over_tcp(sqlite_db):
             await up.stop()
 
     run(main())
+
+
+def test_tcp_upper_that_refuses_the_connection_is_diagnosed_and_retried(sqlite_db):
+    import socket
+
+    async def main():
+        with socket.socket() as sock:  # a port with nobody listening
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        clock = ManualClock()
+        app = app_on(sqlite_db)
+        add_upper(app, port, transport="TCP")
+        c = Cascade(app, host="127.0.0.1", port=0, clock=clock, backoff_base=2, backoff_cap=8)
+        await c.start()
+        try:
+            cl = next(iter(c.clients.values()))
+            assert await settle(clock, lambda: cl.failures >= 3, seconds=30)
+            assert f"no answer from 127.0.0.1:{port} over TCP" in cl.cause
+            assert cl.backoffs[:3] == [2, 4, 8] and cl._task is not None and not cl._task.done()
+        finally:
+            await c.stop()
+
+    run(main())

@@ -48,6 +48,8 @@ log = get_logger(__name__)
 
 MANSCDP = "Application/MANSCDP+xml"
 SEND_WINDOW = 8  # response messages in flight to one upper
+# no final response (Timer F), or a TCP connection that could not be made (TransportError)
+NO_ANSWER = (TransactionTimeout, OSError)
 InviteHandler = Callable[[UpperPlatform, SipRequest, Any], Awaitable[Any] | Any]
 
 CAUSES = {
@@ -156,7 +158,7 @@ class CascadeClient:
         if unregister and self.registered:
             try:  # best effort, short: Expires 0
                 await asyncio.wait_for(self._register_once(expires=0), 2.0)
-            except (asyncio.TimeoutError, TransactionTimeout, OSError):
+            except (asyncio.TimeoutError, *NO_ANSWER):
                 pass
         self.registered = False
         self.state = "stopped"
@@ -200,7 +202,16 @@ class CascadeClient:
 
     async def _run(self) -> None:
         while True:
-            ok = await self._register_once()
+            try:
+                ok = await self._register_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # never let one upper's surprise end its client
+                log.exception("gb.cascade.register_error", upper=self.upper.server_id)
+                self.last_error = f"REGISTER: {type(e).__name__}"
+                self.cause = "internal error while registering; retrying with backoff"
+                self.registered = False
+                ok = False
             if not ok:
                 self.failures += 1
                 delay = self.backoff_delay()
@@ -252,8 +263,8 @@ class CascadeClient:
         try:
             resp = await self.c.endpoint.request(req, u.address, u.transport,
                                                  credentials=(u.local_id, u.password))
-        except TransactionTimeout:
-            self.last_error = "REGISTER timed out"
+        except NO_ANSWER as e:
+            self.last_error = f"REGISTER: {e}"[:200]
             return self._fail("unreachable")
         self.cseq = max(self.cseq, resp.cseq[0])
         if resp.status == 423 and want:
@@ -262,8 +273,12 @@ class CascadeClient:
                 self.cseq += 1
                 req = self._request("REGISTER", expires=int(me), call_id=self.call_id,
                                     cseq=self.cseq)
-                resp = await self.c.endpoint.request(req, u.address, u.transport,
-                                                     credentials=(u.local_id, u.password))
+                try:
+                    resp = await self.c.endpoint.request(req, u.address, u.transport,
+                                                         credentials=(u.local_id, u.password))
+                except NO_ANSWER as e:
+                    self.last_error = f"REGISTER: {e}"[:200]
+                    return self._fail("unreachable")
                 self.cseq = max(self.cseq, resp.cseq[0])
         self.last_error = f"REGISTER {resp.status} {resp.reason}".strip()
         if 200 <= resp.status < 300:
@@ -340,7 +355,7 @@ class CascadeClient:
         self.keepalives_sent += 1
         try:
             resp = await self.send_message(ans.keepalive_body(u, self.next_sn()))
-        except TransactionTimeout:
+        except NO_ANSWER:
             return  # counted as a miss at the next tick
         if 200 <= resp.status < 300:
             self._ka_outstanding = False
@@ -371,7 +386,7 @@ class CascadeClient:
             async with window:
                 try:
                     r = await self.send_message(b)
-                except TransactionTimeout:
+                except NO_ANSWER:
                     self.last_error = f"{what}: a response message got no answer"
                     return False
                 if 200 <= r.status < 300:
@@ -520,7 +535,7 @@ class CascadeClient:
                 req.body = body
                 try:
                     r = await ep.request(req, self.upper.address, self.transport)
-                except TransactionTimeout:
+                except NO_ANSWER:
                     self.last_error = "catalog NOTIFY got no answer"
                     continue
                 if 200 <= r.status < 300:
@@ -536,7 +551,7 @@ class CascadeClient:
                               description, at_ms)
         try:
             r = await self.send_message(body)
-        except TransactionTimeout:
+        except NO_ANSWER:
             self.last_error = "Alarm notification got no answer"
             return False
         return 200 <= r.status < 300
