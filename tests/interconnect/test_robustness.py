@@ -16,7 +16,7 @@ import time
 import pytest
 
 from viis.interconnect.gb28181.digest import build_authorization
-from viis.interconnect.gb28181.platform import Platform, PlatformConfig
+from viis.interconnect.gb28181.platform import _KEEPALIVE, Platform, PlatformConfig
 from viis.interconnect.gb28181.sip import SipResponse, parse
 
 SERVER = "34020000002000000001"
@@ -335,3 +335,37 @@ def test_fuzzed_datagrams_against_a_live_platform_fast_and_harmless():
             await p.stop()
 
     asyncio.run(run())
+
+
+def test_keepalive_fast_path_decides_like_the_xml_parser():
+    """The plain keepalive is recognised without the XML parser (bench/gb28181.py); every
+    other shape still goes through it, and the outcome is the same as before."""
+    from .test_platform import DEV, Device, _platform
+
+    p, _, _ = _platform()
+    dev = Device(p)
+    dev.register_with_auth()
+    n = p.peers[DEV].keepalives
+    plain = ("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Keepalive"
+             f"</CmdType>\r\n<SN>5</SN>\r\n<DeviceID>{DEV}</DeviceID>\r\n<Status>OK</Status>\r\n"
+             "</Notify>\r\n")
+    counted = [
+        plain,  # fast path
+        plain.replace("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n", ""),  # fast path
+        plain.replace("<Status>OK</Status>", "<Status>OK</Status><Info><DeviceID>1</DeviceID>"
+                      "</Info>"),  # full parser
+        plain.replace("<SN>5</SN>", "<!-- c --><SN>5</SN>"),  # full parser
+        plain.replace("<Status>OK", "<Status>Error"),
+    ]
+    assert [bool(_KEEPALIVE.fullmatch(b)) for b in counted] == [True, True, False, False, True]
+    for body in counted:
+        assert dev.keepalive(body=body.encode()).status == 200, body
+    assert p.peers[DEV].keepalives == n + len(counted)
+    not_counted = [plain.replace("Notify>", "Response>"), plain.replace("Keepalive", "Alarm")]
+    for body in not_counted:
+        assert dev.keepalive(body=body.encode()).status == 200, body
+    assert p.peers[DEV].keepalives == n + len(counted)
+    for body in (plain.replace("</Notify>", "</Notify><x>"), plain.replace("</Notify>", ""),
+                 plain.replace("<Notify>", "<!DOCTYPE x [<!ENTITY a 'b'>]><Notify>")):
+        assert dev.keepalive(body=body.encode()).status == 400, body
+    assert p.peers[DEV].keepalives == n + len(counted)
