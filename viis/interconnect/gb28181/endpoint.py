@@ -691,6 +691,8 @@ class SipEndpoint:
                 self.stats["ack_resent"] += 1
                 self.layer.send(d.last_ack, self._dest(d), d.transport)  # our ACK was lost
                 return
+            # A 2xx for no dialog of ours: a forked answer or one after we gave up.
+            log.info("sip.stray_2xx", call_id=msg.call_id[:80], status=msg.status)
         self.stats["stray_response"] += 1
 
     async def _in_dialog_request(self, d: Dialog, req: SipRequest, txn: ServerTransaction) -> None:
