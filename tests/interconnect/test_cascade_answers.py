@@ -334,3 +334,36 @@ def test_sip_trace_of_one_upper_platform_switched_on_at_runtime(sqlite_db, rules
             await up.stop()
 
     run(main())
+
+
+def test_subscribers_hear_add_and_del_when_what_they_may_see_changes(sqlite_db, rules):
+    """Editing the share list, or raising a camera above the grade, is a catalog event for
+    the subscribed upper (Q13.1: it must not keep a channel it may no longer see)."""
+    app = app_on(sqlite_db)
+
+    async def main():
+        a = add_camera(app, rules, "a")
+        b = add_camera(app, rules, "b")
+        up, u, c = await lower_and_upper(app)
+        try:
+            share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)}])
+            await c.reload()
+            r = await up.query(c.local_port, q("Catalog", 9), method="SUBSCRIBE",
+                               headers={"Event": "Catalog;id=2", "Expires": "600"})
+            assert r.status == 200
+            share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)},
+                           {"camera_id": b.id, "channel_id": CH.format(2)}])
+            await c.reload()
+            assert await wait_for(lambda: len(up.notifies) == 1)
+            with sqlite_db.session() as s:
+                from viis.registry.models import Camera
+                s.get(Camera, a.id).security_level = 3
+            await c.poll_status()
+            assert await wait_for(lambda: len(up.notifies) == 2)
+            events = [x for n in up.notifies for x in xml_items(n.body)]
+            assert events == [(CH.format(2), "ADD"), (CH.format(1), "DEL")]
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())

@@ -22,6 +22,7 @@ from viis.access.policy import Principal
 from viis.core.errors import ValidationFailed
 from viis.integrity.audit import AuditLog
 from viis.interconnect.gb28181 import cascade_store as store
+from viis.interconnect.gb28181.cause_codes import upper_codes
 from viis.web.auth import allow
 
 router = APIRouter(prefix="/api/gb28181/uppers", tags=["gb28181 cascade"])
@@ -96,6 +97,7 @@ def _view(request: Request, u: store.UpperPlatform) -> dict[str, Any]:
         {"state": "disabled" if not u.enabled else "not running",
          "cause": "" if not u.enabled else "the cascade is not running in this process "
                   "(enable [gb28181] in the settings of viis run)"})
+    out["status"].update(upper_codes(out["status"]))  # the console translates by code
     return out
 
 
@@ -169,7 +171,8 @@ def put_shares(upper_id: int, body: SharesIn, request: Request,
     with app.db.session() as s:
         got = store.set_shares(s, upper_id, [x.model_dump() for x in body.shares],
                                actor=p.name, now_ms=app.clock.wall_ms())
-        return [_share_view(x, True) for x in got]
+    _reload(request)  # subscribers hear ADD/DEL
+    return [_share_view(x, True) for x in got]
 
 
 def _running(request: Request):

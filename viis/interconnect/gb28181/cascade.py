@@ -118,6 +118,7 @@ class CascadeClient:
         self.cause = ""
         self.warnings: list[str] = []
         self.subscriptions: dict[str, Subscription] = {}
+        self.known: dict[str, Share] | None = None  # channel -> share, as subscribers know it
         self.messages_sent = 0
         self._ka_outstanding = False
         self._lost_reason = ""
@@ -682,6 +683,21 @@ class Cascade:
             if uid not in self.clients:
                 c = self.clients[uid] = CascadeClient(self, u)
                 await c.start()
+        for c in list(self.clients.values()):
+            await self._sync_shares(c, await self.shares_async(c.upper))
+
+    async def _sync_shares(self, c: CascadeClient, shares: list[Share]) -> int:
+        """Catalog events ADD/DEL for channels that came into or left what the upper may see
+        (a share list edited, a camera disabled or raised above the grade: Q13.1)."""
+        now = {sh.channel_id: sh for sh in shares}
+        before, c.known = c.known, now
+        if before is None:
+            return 0
+        changes = [(sh, "ADD") for ch, sh in now.items() if ch not in before]
+        changes += [(sh, "DEL") for ch, sh in before.items() if ch not in now]
+        if changes and c.subscriptions:
+            await c.notify_catalog(changes)
+        return len(changes)
 
     def _spawn(self, coro) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(coro)
@@ -847,7 +863,9 @@ class Cascade:
         the number of cameras that changed."""
         ids: list[int] = []
         for c in list(self.clients.values()):
-            ids += [sh.camera_id for sh in await self.shares_async(c.upper)]
+            shares = await self.shares_async(c.upper)
+            await self._sync_shares(c, shares)
+            ids += [sh.camera_id for sh in shares]
         ids = list(dict.fromkeys(ids))
         if self.status_fn is not None:
             for cid in ids:

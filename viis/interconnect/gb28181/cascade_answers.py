@@ -192,7 +192,8 @@ def catalog_bodies(upper: UpperPlatform, sn: int, shares: Sequence[Share],
 def catalog_event_bodies(upper: UpperPlatform, sn: int, changes: Sequence[tuple[Share, str]]
                          ) -> list[bytes]:
     """The NOTIFY body of a catalog subscription: items with ``<Event>`` ON/OFF/ADD/DEL."""
-    items = [[*catalog_item(upper, sh, ev != "OFF"), ("Event", ev)] for sh, ev in changes]
+    items = [[*catalog_item(upper, sh, ev not in ("OFF", "DEL")), ("Event", ev)]
+             for sh, ev in changes]
     return split_bodies(lambda chunk: xml_body("Notify", "Catalog", sn, upper.local_id,
                                                items=chunk, sum_num=len(items),
                                                charset=upper.charset),
