@@ -126,3 +126,35 @@ def test_the_catalog_is_queried_again_periodically(tmp_path, db, clock):
             await svc.stop()
 
     assert asyncio.run(run()) >= 2  # the device stays 4 s: on register, then after 1 s
+
+
+def test_a_device_with_its_own_password_registers_with_it_and_not_the_platform_one(
+        tmp_path, db, clock):
+    app = make_app(tmp_path, db, clock, **{f"device_passwords__{DEV}": "own-pass-7"})
+
+    async def run():
+        svc = await started(app, catalog_on_register=False)
+        try:
+            rc, out = await sipp("gb_device_wrong_password.xml", svc.port, tmp_path)
+            assert rc == 0, out  # the platform password is wrong for this device: 403
+            rc, out = await sipp("gb_device_register.xml", svc.port, tmp_path,
+                                 password="own-pass-7")
+            assert rc == 0, out
+            assert svc.platform.peers[DEV].registered
+        finally:
+            await svc.stop()
+
+    asyncio.run(run())
+
+
+def test_a_taken_sip_port_stops_viis_run_with_a_clear_message(tmp_path, db, clock):
+    import socket
+
+    from viis.core.errors import ConfigError
+    from viis.interconnect.gb28181.service import start_with
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        app = make_app(tmp_path, db, clock, port=taken.getsockname()[1])
+        with pytest.raises(ConfigError, match="cannot listen for SIP"):
+            asyncio.run(start_with(app))

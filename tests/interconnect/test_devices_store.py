@@ -113,3 +113,10 @@ def test_channel_kinds_and_urls():
     assert channel_kind({"DeviceID": "34020000001340000001"}) == "other"  # alarm input
     assert parse_gb_url(gb_url(DEV, CH1)) == (DEV, CH1)
     assert parse_gb_url("gb28181://a/b/../c") is None
+
+
+def test_cameras_from_catalogs_get_the_configured_security_level(db, rules, clock):
+    store = DeviceStore(CameraService(rules, clock), security_level=3)  # Q13.1
+    with db.session() as s:
+        store.sync_catalog(s, DEV, _items(), True, clock.wall_ms())
+        assert {c.security_level for c in s.query(Camera)} == {3}

@@ -173,6 +173,10 @@ class Gb28181Settings(_Section):
     transports: list[str] = ["udp", "tcp"]
     catalog_interval_s: float = Field(3600.0, gt=0)  # periodic Catalog query per device
     query_timeout_s: float = Field(10.0, gt=0, le=300.0)  # split responses: partial after this
+    # a device's own SIP password, where it differs from ``password`` (device id -> secret)
+    device_passwords: dict[str, SecretStr] = {}
+    # security level of cameras created from a device's catalog (Q13.1); raise it per camera
+    channel_security_level: int = Field(1, ge=1, le=5)
     # Lower-platform role (cascade up, Q13.1): the upper platforms and what each sees are
     # kept in the database (/api/gb28181/uppers); this says whether viis run talks to them
     # and from which SIP address (a port of its own, beside the platform role's).

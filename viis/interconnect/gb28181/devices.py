@@ -171,8 +171,9 @@ def _info_json(item: dict[str, Any]) -> str:
 class DeviceStore:
     """Database side of the platform role. ``cameras`` is the registry service."""
 
-    def __init__(self, cameras: CameraService) -> None:
+    def __init__(self, cameras: CameraService, security_level: int = 1) -> None:
         self.cameras = cameras
+        self.security_level = security_level  # of cameras created from catalogs (Q13.1)
 
     # ---- devices --------------------------------------------------------------------
 
@@ -307,7 +308,8 @@ class DeviceStore:
         if cam is None:
             cam = self.cameras.add(s, CameraInput(
                 name=self._free_name(s, ch.name, ch.channel_id, None), main_url=url,
-                site=_text(d.name) or d.device_id), actor=ACTOR)
+                site=_text(d.name) or d.device_id, security_level=self.security_level),
+                actor=ACTOR)
             ch.camera_id = cam.id
             res.added.append(cam.id)
             return

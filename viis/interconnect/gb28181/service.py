@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from viis.core.errors import ConfigError
 from viis.core.logging import get_logger
 from viis.health.faults import clear_fault, raise_fault
 
@@ -68,6 +69,7 @@ class GbPlatformService:
         self.config = PlatformConfig(
             server_id=st.server_id, host=st.host, port=st.port,
             password=st.password.get_secret_value() if st.password else None,
+            passwords={k: v.get_secret_value() for k, v in st.device_passwords.items()},
             realm=st.domain, keepalive_interval=st.keepalive_s,
             keepalive_misses=st.keepalive_misses, min_expires=st.min_expires_s,
             udp="udp" in st.transports, tcp="tcp" in st.transports,
@@ -75,7 +77,7 @@ class GbPlatformService:
         self.platform = Platform(self.config, clock=clock, on_event=self._on_event)
         self.platform.on_manscdp = self._on_manscdp
         self.clock = self.platform.clock
-        self.store = DeviceStore(app.cameras)
+        self.store = DeviceStore(app.cameras, security_level=st.channel_security_level)
         self.assembler = manscdp.CatalogAssembler(self.clock, timeout=st.query_timeout_s)
         self.calls = DeviceCalls(self)
         self.flush_interval = flush_interval
@@ -581,7 +583,13 @@ async def start_with(app) -> GbPlatformService | None:
         log.warning("gb28181_no_password", hint="no [gb28181] password: every REGISTER is "
                     "refused (403) until one is set")
     svc = GbPlatformService(app)
-    await svc.start()
+    try:
+        await svc.start()
+    except OSError as e:
+        st = app.settings.gb28181
+        raise ConfigError(f"[gb28181] cannot listen for SIP on {st.host}:{st.port} "
+                          f"({e.strerror or e}): another program (another VIIS, a SIP server) "
+                          "holds the port; stop it or set [gb28181] port") from e
     app.gb28181 = svc
     return svc
 
