@@ -54,7 +54,7 @@ def test_admin_configures_an_upper_and_its_shares_and_the_password_never_leaks(
     assert r.status_code == 200, r.text
     assert [x["channel_id"] for x in r.json()] == [CH.format(1), CH.format(2)]
     r = a.patch(f"/api/gb28181/uppers/{uid}", json={"password": "n3w-secret-pw", "port": 5061})
-    assert r.status_code == 200 and r.json()["port"] == 5061 and fake.reloads == 2
+    assert r.status_code == 200 and r.json()["port"] == 5061 and fake.reloads == 3  # +shares
     a.patch(f"/api/cameras/{cams[1]['id']}", json={"security_level": 4})
     shares = a.get(f"/api/gb28181/uppers/{uid}/shares").json()
     assert [(x["channel_id"], x["visible"]) for x in shares] == \
