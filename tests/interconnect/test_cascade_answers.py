@@ -367,3 +367,56 @@ def test_subscribers_hear_add_and_del_when_what_they_may_see_changes(sqlite_db, 
             await up.stop()
 
     run(main())
+
+
+def test_two_uppers_each_see_their_own_channels_and_invites_reach_the_hook(sqlite_db, rules):
+    from viis.interconnect.gb28181.endpoint import InviteAnswer
+
+    app = app_on(sqlite_db)
+    other = "44010000002000000001"
+
+    async def main():
+        a = add_camera(app, rules, "a")
+        b = add_camera(app, rules, "b")
+        up1 = await RecordingUpper().start()
+        up2 = await RecordingUpper(server_id=other).start()
+        u1 = add_upper(app, up1.port, keepalive_s=5, register_expires=3600)
+        u2 = add_upper(app, up2.port, server_id=other, keepalive_s=5, register_expires=3600)
+        share(app, u1, [{"camera_id": a.id, "channel_id": CH.format(1)}])
+        share(app, u2, [{"camera_id": a.id, "channel_id": "44010000001310000001"},
+                        {"camera_id": b.id, "channel_id": "44010000001310000002"}])
+        c = Cascade(app, host="127.0.0.1", port=0, t1=0.05)
+        seen = []
+
+        def hook(upper, req, txn):
+            cam = c.channel(upper, req.to.uri.user)
+            seen.append((upper.server_id, req.to.uri.user, cam))
+            return InviteAnswer(404 if cam is None else 488)
+
+        c.set_invite_handler(hook)
+        await c.start()
+        try:
+            assert await wait_for(lambda: all(x.registered for x in c.clients.values()))
+            await up1.query(c.local_port, q("Catalog", 1))
+            await up2.query(c.local_port, q("Catalog", 2))
+            assert await wait_for(lambda: up1.bodies("Catalog") and up2.bodies("Catalog"))
+            await asyncio.sleep(0.3)
+            ids1 = [i.findtext("DeviceID") for _, b in up1.bodies("Catalog") for i in b.el.iter("Item")]
+            ids2 = sorted(i.findtext("DeviceID") for _, b in up2.bodies("Catalog")
+                          for i in b.el.iter("Item"))
+            assert ids1 == [CH.format(1)]
+            assert ids2 == ["44010000001310000001", "44010000001310000002"]
+            for upx, ch in ((up1, "44010000001310000002"), (up2, "44010000001310000002")):
+                with pytest.raises(Exception) as e:
+                    await upx.ep.invite(f"sip:{ch}@127.0.0.1:{c.local_port}",
+                                        ("127.0.0.1", c.local_port), sdp="v=0\r\n",
+                                        to=f"sip:{ch}@{upx.server_id[:10]}")
+                assert getattr(e.value, "status", None) in (404, 488)
+            assert seen == [(UPPER, "44010000001310000002", None),
+                            (other, "44010000001310000002", b.id)]
+        finally:
+            await c.stop()
+            await up1.stop()
+            await up2.stop()
+
+    run(main())

@@ -820,7 +820,11 @@ class Cascade:
             return InviteAnswer(403, reason="Unknown Upper Platform")
         if self.invite_handler is None:
             return InviteAnswer(501, reason="No Media Answering")
-        return await _maybe_await(self.invite_handler(c.upper, req, txn))
+        answer = await _maybe_await(self.invite_handler(c.upper, req, txn))
+        # the endpoint builds the dialog's Contact right after this returns (no await in
+        # between): name our platform ID towards this upper in it
+        self.endpoint.local_id, self.endpoint.domain = c.upper.local_id, c.upper.domain
+        return answer
 
     # ---- camera status and health ----------------------------------------------------------------
 
