@@ -108,3 +108,12 @@ def test_invite_to_an_unknown_or_unregistered_device_says_why(tmp_path, db, cloc
             await svc.stop()
 
     asyncio.run(run())
+
+
+def test_a_record_answer_naming_the_device_instead_of_the_channel_is_still_matched(
+        tmp_path, db, clock):
+    async def fn(svc):
+        return await svc.record_info(DEV, CH1, BEIJING_0800, BEIJING_0800 + 3 * 3_600_000)
+
+    r = asyncio.run(_with_device(tmp_path, db, clock, "gb_device_records_as_device_ooc.xml", fn))
+    assert r.complete and len(r.items) == 3

@@ -148,6 +148,10 @@ class DeviceCalls:
                     except Exception:
                         log.exception("gb28181_dialog_end_callback_failed")
 
-    async def close(self) -> None:
-        for d in list(self.dialogs.values()):
-            await self.bye(d)
+    async def close(self, wait: float = 2.0) -> None:
+        """BYE every dialog at once and wait at most ``wait`` s for the answers (shutdown)."""
+        byes = [asyncio.ensure_future(self.bye(d)) for d in list(self.dialogs.values())]
+        if byes:
+            await asyncio.wait(byes, timeout=wait)
+            for b in byes:
+                b.cancel()

@@ -89,6 +89,7 @@ class GbPlatformService:
         self._dirty: dict[str, bool] = {}  # device id -> its online status changed
         self._faults: dict[str, str | None] = {}  # device id -> fault message, None = clear
         self._answers: dict[tuple[str, int], asyncio.Future] = {}
+        self._list_sn: dict[int, tuple[str, str]] = {}  # SN -> (device, target) of list queries
         self._catalog_at: dict[str, float] = {}
         self._restored: dict[str, float] = {}  # device id -> when we restarted without it
         self._known: set[str] = set()  # device ids with a row in gb_devices
@@ -325,6 +326,9 @@ class GbPlatformService:
             p.note(f"MANSCDP: {e.reason}")
             return
         if msg.root == "Response" and msg.cmd in ("Catalog", "RecordInfo"):
+            asked = self._list_sn.get(msg.sn)
+            if asked is not None and asked[0] == p.device_id:
+                msg.device_id = asked[1]  # some devices answer a channel's query as themselves
             self.assembler.add(msg)
             return
         fut = self._answers.get((p.device_id, msg.sn))
@@ -431,12 +435,15 @@ class GbPlatformService:
         sn = next(self._sn)
         fut = self.assembler.wait(target, sn, cmd)
         body = manscdp.query(cmd, sn, target, fields, charset=self._charset(p))
+        self._list_sn[sn] = (device_id, target)
         try:
             await self.send_manscdp(p, body)
+            return await fut
         except DeviceError:
             fut.cancel()
             raise
-        return await fut
+        finally:
+            self._list_sn.pop(sn, None)
 
     # ---- public API ------------------------------------------------------------------
 
