@@ -23,7 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.interconnect.cascade_helpers import (  # noqa: E402
-    LOCAL, RecordingUpper, add_camera, add_upper, app_on, share, wait_for,
+    LOCAL,
+    RecordingUpper,
+    add_camera,
+    add_upper,
+    app_on,
+    share,
+    wait_for,
 )
 from viis.compliance.rulepack import RuleBook  # noqa: E402
 from viis.core.config import REPO_ROOT  # noqa: E402

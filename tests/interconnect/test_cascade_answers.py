@@ -8,11 +8,24 @@ from types import SimpleNamespace
 import pytest
 
 from tests.interconnect.cascade_helpers import (
-    CH, LOCAL, UPPER, RecordingUpper, add_camera, add_upper, app_on, share, wait_for,
+    CH,
+    LOCAL,
+    UPPER,
+    RecordingUpper,
+    add_camera,
+    add_upper,
+    app_on,
+    share,
+    wait_for,
 )
+from viis.core.errors import ValidationFailed
 from viis.interconnect.gb28181.cascade import Cascade
 from viis.interconnect.gb28181.cascade_answers import (
-    gb_time, parse_gb_time, parse_query, split_bodies, xml_body,
+    gb_time,
+    parse_gb_time,
+    parse_query,
+    split_bodies,
+    xml_body,
 )
 from viis.interconnect.gb28181.cascade_store import UpperPlatform
 
@@ -50,8 +63,7 @@ def test_catalog_is_split_small_per_udp_message_with_sumnum_and_only_shared_came
         try:
             share(app, u, [{"camera_id": x.id, "channel_id": CH.format(i)}
                            for i, x in enumerate(cams)])
-            # level raised after sharing would not matter: it is refused and filtered anyway
-            with pytest.raises(Exception):
+            with pytest.raises(ValidationFailed):  # above the grade: refused (Q13.1)
                 share(app, u, [{"camera_id": secret.id, "channel_id": CH.format(99)}])
             r = await up.query(c.local_port, q("Catalog"))
             assert r.status == 200
@@ -89,7 +101,7 @@ def test_catalog_in_utf8_and_a_name_gb2312_cannot_encode(sqlite_db, rules):
             try:
                 share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
                 await up.query(c.local_port, q("Catalog"))
-                assert await wait_for(lambda: up.bodies("Catalog"))
+                assert await wait_for(lambda up=up: up.bodies("Catalog"))
                 m, body = up.bodies("Catalog")[0]
                 assert body.el.find("DeviceList/Item/Name").text == "朱镕基路口"
                 assert f'encoding="{charset}"'.encode() in m.body

@@ -6,7 +6,7 @@ time; the network is real."""
 
 import asyncio
 
-from tests.interconnect.cascade_helpers import LOCAL, UPPER, add_upper, app_on, wait_for
+from tests.interconnect.cascade_helpers import LOCAL, UPPER, add_upper, app_on
 from viis.interconnect.gb28181.cascade import Cascade
 from viis.interconnect.gb28181.clock import ManualClock
 from viis.interconnect.gb28181.platform import Platform, PlatformConfig

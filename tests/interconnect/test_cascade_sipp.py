@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.interconnect.cascade_helpers import (
-    CH, LOCAL, UPPER, add_camera, add_upper, app_on, share, wait_for,
+    CH,
+    LOCAL,
+    UPPER,
+    add_camera,
+    add_upper,
+    app_on,
+    share,
 )
 from viis.interconnect.gb28181.cascade import Cascade
 from viis.interconnect.gb28181.cascade_answers import parse_query

@@ -3,9 +3,16 @@ Q12.1/N12.1: GB/T 28181 IDs), on SQLite and PostgreSQL."""
 
 import pytest
 
-from tests.interconnect.cascade_helpers import CH, LOCAL, UPPER, add_camera, add_upper, app_on, share
+from tests.interconnect.cascade_helpers import (
+    CH,
+    LOCAL,
+    UPPER,
+    add_camera,
+    add_upper,
+    app_on,
+    share,
+)
 from viis.core.errors import ValidationFailed
-from viis.integrity.audit import AuditLog
 from viis.interconnect.gb28181 import cascade_store as store
 
 

@@ -38,10 +38,15 @@ from viis.interconnect.gb28181.cascade_answers import Query, QueryError, parse_q
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
 from viis.interconnect.gb28181.clock import Clock, LoopClock, TimerHandle
 from viis.interconnect.gb28181.endpoint import InviteAnswer, SipEndpoint, new_call_id
-from viis.interconnect.gb28181.trace import SipTrace
 from viis.interconnect.gb28181.sip import (
-    Address, SipRequest, SipResponse, make_response, new_branch, new_tag,
+    Address,
+    SipRequest,
+    SipResponse,
+    make_response,
+    new_branch,
+    new_tag,
 )
+from viis.interconnect.gb28181.trace import SipTrace
 from viis.interconnect.gb28181.transaction import T1, ServerTransaction, TransactionTimeout
 
 log = get_logger(__name__)
@@ -159,7 +164,7 @@ class CascadeClient:
         if unregister and self.registered:
             try:  # best effort, short: Expires 0
                 await asyncio.wait_for(self._register_once(expires=0), 2.0)
-            except (asyncio.TimeoutError, *NO_ANSWER):
+            except (TimeoutError, *NO_ANSWER):
                 pass
         self.registered = False
         self.state = "stopped"
