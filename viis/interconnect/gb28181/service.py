@@ -84,7 +84,6 @@ class GbPlatformService:
         self.catalog_on_register = catalog_on_register
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[Callable[[str, PeerState], None]] = []  # events, e.g. for alarms
-        self.trace = None  # a trace.SipTrace when one is attached (per-peer SIP trace)
         self._sn = itertools.count(1)
         self._dirty: dict[str, bool] = {}  # device id -> its online status changed
         self._faults: dict[str, str | None] = {}  # device id -> fault message, None = clear
@@ -536,18 +535,13 @@ class GbPlatformService:
                         warnings=list(live.warnings), charset=live.charset)
         view["known"] = d["known"] or stored is not None
         view["cause"] = diagnosis(view, d.get("cause", ""))
-        view["trace"] = bool(self.trace is not None and self.trace.enabled(device_id))
+        view["trace"] = self.trace.enabled(device_id)
         return view
 
-    def ensure_trace(self):
-        """The per-peer SIP trace (:mod:`.trace`), created when first switched on; it is the
-        platform's tracer from then on (a call costs one check while nothing is traced)."""
-        if self.trace is None:
-            from .trace import SipTrace
-
-            self.trace = SipTrace(self.clock, own_ids=(self.config.server_id,))
-            self.platform.tracer = self.trace
-        return self.trace
+    @property
+    def trace(self):
+        """The platform's per-peer SIP trace (:class:`.trace.SipTrace`)."""
+        return self.platform.trace
 
     def _trace_keys(self, device_id: str) -> list[str]:
         """A device's trace covers its ID (REGISTER, MESSAGE) and its address (INVITE and BYE
@@ -559,17 +553,11 @@ class GbPlatformService:
         return keys
 
     def trace_switch(self, device_id: str, on: bool) -> None:
-        t = self.ensure_trace()
         for key in self._trace_keys(device_id):
-            if on:
-                t.enable(key)
-            else:
-                t.disable(key)
+            self.platform.set_trace(key, on)
 
     def trace_read(self, device_id: str) -> dict[str, Any]:
         t = self.trace
-        if t is None:
-            return {"device_id": device_id, "enabled": False, "messages": []}
         seen, out = set(), []
         for key in self._trace_keys(device_id):
             for e in t.get(key):
