@@ -246,3 +246,31 @@ def test_tcp_upper_that_refuses_the_connection_is_diagnosed_and_retried(sqlite_d
             await c.stop()
 
     run(main())
+
+
+def test_the_uppers_date_is_measured_against_our_clock(sqlite_db):
+    """GB time sync: the upper's Date in the 200 to REGISTER; an offset over 2 s is a warning
+    (not applied to our clock: NTP owns it)."""
+    async def main():
+        clock = ManualClock()
+        up = await start_upper(clock)
+        app = app_on(sqlite_db)
+        add_upper(app, up.addresses["UDP"][1])
+        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
+        await c.start()
+        try:
+            cl = next(iter(c.clients.values()))
+            assert await settle(clock, lambda: cl.registered)
+            assert abs(cl.diagnose()["clock_offset_s"]) < 1.0 and not cl.warnings
+            up.gb_date = lambda: "2024-05-01T12:10:00.000"  # ten minutes ahead of the shared clock
+            await cl.stop(unregister=False)
+            cl.state = "idle"
+            await cl.start()
+            assert await settle(clock, lambda: cl.registrations == 2, seconds=10)
+            assert 590 < cl.diagnose()["clock_offset_s"] < 600
+            assert "clock differs from ours by +5" in cl.warnings[-1]
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())

@@ -53,6 +53,7 @@ log = get_logger(__name__)
 
 MANSCDP = "Application/MANSCDP+xml"
 SEND_WINDOW = 8  # response messages in flight to one upper
+CLOCK_WARN_S = 2.0  # the upper's Date this far from our clock: a warning in diagnose()
 # no final response (Timer F), or a TCP connection that could not be made (TransportError)
 NO_ANSWER = (TransactionTimeout, OSError)
 InviteHandler = Callable[[UpperPlatform, SipRequest, Any], Awaitable[Any] | Any]
@@ -125,6 +126,7 @@ class CascadeClient:
         self.subscriptions: dict[str, Subscription] = {}
         self.known: dict[str, Share] | None = None  # channel -> share, as subscribers know it
         self.messages_sent = 0
+        self.clock_offset_s: float | None = None  # upper's Date minus our wall clock
         self._ka_outstanding = False
         self._lost_reason = ""
         self._wake: asyncio.Future | None = None
@@ -299,6 +301,7 @@ class CascadeClient:
             self.granted_expires = granted
             self.registered_at = self.clock.now()
             self.registrations += 1
+            self._time_sync(resp.get("Date"))
             self.cause = self.last_error = ""
             self._lost_reason = ""
             self.keepalive_misses = 0
@@ -320,6 +323,23 @@ class CascadeClient:
             self.call_id, self.from_tag, self.cseq = new_call_id(), new_tag(), 0
             return self._fail("bad-request", reason=resp.reason)
         return self._fail("server-error", status=resp.status, reason=resp.reason)
+
+    def _time_sync(self, date: str | None) -> None:
+        """GB/T 28181 time sync: the upper's 200 to REGISTER carries its time (Beijing, no
+        zone). VIIS does not set the system clock from it (NTP does); it measures the
+        difference and warns when it is over ``CLOCK_WARN_S`` (Q19.3: accurate time)."""
+        if not date:
+            return
+        try:
+            theirs = ans.parse_gb_time(date) / 1000
+        except ValueError:
+            self.note(f"the upper's Date {date[:40]!r} is not GB time (2024-05-01T12:00:00.000)")
+            return
+        self.clock_offset_s = round(theirs - self.clock.wall(), 3)
+        if abs(self.clock_offset_s) > CLOCK_WARN_S:
+            self.note(f"the upper platform's clock differs from ours by {self.clock_offset_s:+.1f} s "
+                      "(its Date when we registered): check NTP on both sides, footage times "
+                      "are compared across platforms")
 
     # ---- keepalive ---------------------------------------------------------------------------
 
@@ -586,6 +606,7 @@ class CascadeClient:
             "last_keepalive_ok": at(self.last_keepalive_ok),
             "last_error": self.last_error, "cause": self.cause, "warnings": list(self.warnings),
             "subscriptions": len(self.subscriptions), "messages_sent": self.messages_sent,
+            "clock_offset_s": self.clock_offset_s,
         }
 
 
@@ -754,6 +775,11 @@ class Cascade:
         disabled camera, or a camera above the platform's grade is never playable (Q13.1)."""
         sh = self.share(upper_id, channel_id)
         return sh.camera_id if sh is not None else None
+
+    async def channel_async(self, upper: UpperPlatform | int | str, channel_id: str) -> int | None:
+        """:meth:`channel` off the event loop (its database read in a worker thread)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.channel, upper,
+                                                                channel_id)
 
     async def share_async(self, upper: UpperPlatform, channel_id: str) -> Share | None:
         return await self._db(lambda s: store.resolve_channel(s, upper.id, channel_id))
