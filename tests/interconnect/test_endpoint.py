@@ -299,13 +299,17 @@ def test_non_2xx_timers_g_h_i_on_a_manual_clock():
 def test_cancel_of_a_pending_invite_gets_487(how):
     async def main():
         async with pair() as (a, b):
-            started, cancelled = asyncio.Event(), []
+            started, cancelled, released = asyncio.Event(), [], []
+            go = asyncio.Event()
 
             async def slow(req, txn):
                 txn.on_cancel.append(lambda: cancelled.append(req.call_id))
+                txn.on_cancel.append(go.set)
                 started.set()
-                await asyncio.sleep(30)
-                return InviteAnswer(200, SDP_B)
+                await go.wait()
+                # Too late: the answer is dropped, and on_bye releases what it holds.
+                return InviteAnswer(200, SDP_B, on_bye=lambda d, r: released.append(
+                    (d.terminated_by, d.call_id, r)))
 
             b.on_invite(slow)
             t = asyncio.create_task(a.invite(uri(b), addr(b), "UDP", SDP_A, {}, call_id="c-1"))
@@ -321,6 +325,8 @@ def test_cancel_of_a_pending_invite_gets_487(how):
                 with pytest.raises(asyncio.CancelledError):
                     await t
             await until(lambda: cancelled == ["c-1"], what="the CANCEL to reach the handler")
+            await until(lambda: released, what="on_bye of the dropped answer")
+            assert released == [("cancelled", "c-1", None)]
             assert b.stats["cancelled"] == 1 and not b.dialogs and not a.dialogs
             assert not a.cancel("c-1") or how == "task"
 

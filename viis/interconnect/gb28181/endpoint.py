@@ -82,7 +82,8 @@ class InviteAnswer:
     ``status`` 2xx: the endpoint sends it with ``sdp`` and creates the dialog. Callbacks
     (each may be sync or async): ``on_ack(dialog, ack)`` once the first ACK arrives;
     ``on_bye(dialog, bye_or_None)`` once when the dialog ends other than by our own
-    ``bye()`` — the peer's BYE, no ACK within 64·T1 (we then send BYE), or ``stop()``;
+    ``bye()`` — the peer's BYE, no ACK within 64·T1 (we then send BYE), ``stop()``, or a
+    CANCEL that arrived before this answer (``dialog.terminated_by == 'cancelled'``);
     ``on_request(dialog, req, txn)`` for INFO/MESSAGE/... in this dialog (else the
     endpoint-wide ``on_dialog_request`` handler).
     """
@@ -593,7 +594,13 @@ class SipEndpoint:
             log.exception("sip.invite_handler_failed", call_id=req.call_id)
             answer = InviteAnswer(500)
         if txn.state != "proceeding":
-            return  # cancelled meanwhile, or the handler answered itself
+            # Cancelled meanwhile (or the handler answered itself): an accepted answer's
+            # resources (a media sender, a register entry) are released through on_bye.
+            if isinstance(answer, InviteAnswer) and 200 <= answer.status < 300 and answer.on_bye:
+                d = Dialog.from_uas(req, tag, "")
+                d.state, d.terminated_by = "terminated", "cancelled" if txn.cancelled else "answered"
+                self._spawn(self._callback(answer.on_bye, d, None))
+            return
         if not isinstance(answer, InviteAnswer):
             answer = InviteAnswer(500, reason="No Answer From Handler")
         if not 200 <= answer.status < 300:
