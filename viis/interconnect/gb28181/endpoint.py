@@ -34,12 +34,27 @@ from .clock import Clock, LoopClock, TimerHandle
 from .dialog import Addr, Dialog, DialogError, dialog_key_of_request
 from .digest import build_authorization
 from .sip import (
-    Address, Headers, SipMessage, SipParseError, SipRequest, SipResponse, Via, make_response,
-    new_branch, new_tag,
+    Address,
+    Headers,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    Via,
+    make_response,
+    new_branch,
+    new_tag,
 )
 from .transaction import (
-    T1, T2, T4, ClientTransaction, ServerInviteTransaction, ServerTransaction,
-    TransactionLayer, TransactionTimeout, TransportError,
+    T1,
+    T2,
+    T4,
+    ClientTransaction,
+    ServerInviteTransaction,
+    ServerTransaction,
+    TransactionLayer,
+    TransactionTimeout,
+    TransportError,
 )
 from .transport import TcpTransport, UdpTransport
 
