@@ -98,8 +98,8 @@ def test_message_both_ways(transport):
                     got[name].append((req.body, req.transport))
                     txn.reply(200)
                 ep.on_request("MESSAGE", h)
-            body = '<?xml version="1.0" encoding="GB2312"?><Notify><CmdType>Keepalive</CmdType>' \
-                   "</Notify>".encode()
+            body = b'<?xml version="1.0" encoding="GB2312"?><Notify><CmdType>Keepalive</CmdType>' \
+                   b"</Notify>"
             for src, dst in ((a, b), (b, a)):
                 req = src.build_request("MESSAGE", uri(dst), f"sip:{dst.local_id}@{DOMAIN}",
                                         transport=transport, addr=addr(dst), body=body,
@@ -530,6 +530,32 @@ def test_uas_bye_over_tcp_dials_the_contact_when_the_callers_connection_is_gone(
             assert (await b.bye(ud)).status == 200
             await until(lambda: not a.dialogs, what="the caller to take the BYE")
             assert d.terminated_by == "remote"
+
+    run(main())
+
+
+def test_invite_that_breaks_on_use_or_a_stuck_handler_gets_500_not_silence():
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+
+            async def on_invite(req, txn):
+                if req.get("Subject") == "stuck":
+                    await asyncio.sleep(30)
+                return s.answer()
+
+            b.on_invite(on_invite)
+            # A Contact that only fails when the dialog is made from it.
+            with pytest.raises(InviteError) as e:
+                await a.invite(uri(b), addr(b), "UDP", SDP_A, {"Contact": "<nonsense>"})
+            assert e.value.status == 500 and not b.dialogs
+            b.answer_timeout = 0.3
+            with pytest.raises(InviteError) as e:
+                await a.invite(uri(b), addr(b), "UDP", SDP_A, {"Subject": "stuck"})
+            assert e.value.status == 500 and e.value.response.reason == "No Answer In Time"
+            # The endpoint still works.
+            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            assert (await a.bye(d)).status == 200
 
     run(main())
 

@@ -129,6 +129,7 @@ class SipEndpoint:
         udp: bool = True, tcp: bool = True, clock: Clock | None = None,
         charset: str = "GB2312", *, public_host: str | None = None, t1: float = T1,
         t2: float = T2, t4: float = T4, user_agent: str = "VIIS", max_dialogs: int = 10_000,
+        answer_timeout: float = 30.0,
     ) -> None:
         self.local_id, self.domain = local_id, domain
         self.host, self.port = host, port
@@ -138,6 +139,9 @@ class SipEndpoint:
         self.public_host = public_host
         self.user_agent = user_agent
         self.max_dialogs = max_dialogs
+        # Real seconds an on_invite handler may take (opening a camera stream can take a
+        # few); then 500, so the caller is not left in Proceeding for ever.
+        self.answer_timeout = answer_timeout
         self.layer = TransactionLayer(
             self._send, self._on_request, clock=self.clock, t1=t1, t2=t2, t4=t4,
             on_stray=self._on_stray,
@@ -291,8 +295,25 @@ class SipEndpoint:
         except Exception:
             log.exception("sip.receive_failed", source=str(addr))
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
-        t = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Awaitable[Any], txn: ServerTransaction | None = None) -> asyncio.Task:
+        """Run ``coro`` as a task; if it fails, log it and answer ``txn`` with 500 if it is
+        still unanswered (a hostile header that only breaks on use must not leave the peer
+        retransmitting into a transaction that never ends)."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sip.task_failed")
+                if txn is not None and txn.state in ("trying", "proceeding"):
+                    try:
+                        txn.respond(make_response(txn.request, 500, to_tag=getattr(txn, "to_tag", None)))
+                    except Exception:
+                        log.exception("sip.task_failed.no_500")
+
+        t = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
         return t
@@ -557,14 +578,14 @@ class SipEndpoint:
                 self.stats["unknown_dialog"] += 1
                 txn.reply(481)
                 return
-            self._spawn(self._in_dialog_request(d, req, txn))
+            self._spawn(self._in_dialog_request(d, req, txn), txn)
             return
         if req.method == "INVITE":
-            self._spawn(self._on_invite(req, txn))  # type: ignore[arg-type]
+            self._spawn(self._on_invite(req, txn), txn)  # type: ignore[arg-type]
             return
         h = self._handlers.get(req.method)
         if h is not None:
-            self._spawn(self._run_handler(h, req, txn))
+            self._spawn(self._run_handler(h, req, txn), txn)
         elif req.method == "OPTIONS":
             txn.reply(200, Allow=self._allow())
         elif req.method in _DIALOG_ONLY:
@@ -604,9 +625,13 @@ class SipEndpoint:
         tag = new_tag()
         txn.to_tag = tag
         try:
-            answer = await _maybe_await(self._invite_handler(req, txn))
+            answer = await asyncio.wait_for(
+                _maybe_await(self._invite_handler(req, txn)), self.answer_timeout)
+        except TimeoutError:
+            log.warning("sip.invite_handler_timeout", call_id=req.call_id[:80])
+            answer = InviteAnswer(500, reason="No Answer In Time")
         except Exception:
-            log.exception("sip.invite_handler_failed", call_id=req.call_id)
+            log.exception("sip.invite_handler_failed", call_id=req.call_id[:80])
             answer = InviteAnswer(500)
         if txn.state != "proceeding":
             # Cancelled meanwhile (or the handler answered itself): an accepted answer's
