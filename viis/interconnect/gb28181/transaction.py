@@ -157,7 +157,7 @@ class ClientTransaction(_Base):
 class ServerTransaction(_Base):
     def __init__(self, layer, key, request: SipRequest, addr, transport):
         super().__init__(layer, key, addr, transport)
-        self.request = request
+        self.request: SipRequest | None = request  # None once completed over UDP (Timer J)
         self.last_response: SipResponse | None = None
 
     def respond(self, resp: SipResponse) -> None:
@@ -176,6 +176,9 @@ class ServerTransaction(_Base):
 
     def reply(self, status: int, reason: str = "", **headers: str) -> SipResponse:
         """Build a response to the request, add headers (underscores → dashes), send it."""
+        if self.request is None:  # completed and lingering (Timer J): nothing more to say
+            assert self.last_response is not None
+            return self.last_response
         resp = make_response(self.request, status, reason)
         for k, v in headers.items():
             resp.headers.add(k.replace("_", "-"), v)
@@ -296,6 +299,7 @@ class TransactionLayer:
         all, instead of a timer (handle, callback, heap entry) per keepalive — with 20,000
         devices about 10,000 are lingering at any time."""
         self._lingering.append((self.clock.now() + 64 * self.t1, txn))
+        txn.request = None  # from now on only the response is re-sent: let the request go
         if self._linger_timer is None:
             self._linger_timer = self.clock.call_later(64 * self.t1, self._expire_lingering)
 
