@@ -224,12 +224,36 @@ def test_catalog_subscribe_then_notify_when_a_shared_camera_goes_offline_and_bac
             events = [x for nn in up.notifies for x in xml_items(nn.body)]
             assert events == [(CH.format(1), "OFF"), (CH.format(2), "OFF"), (CH.format(1), "ON"),
                               (CH.format(2), "ON")]
-            assert [int(nn.cseq[0]) for nn in up.notifies] == [1, 2, 3, 4]
+            seqs = [int(nn.cseq[0]) for nn in up.notifies]
+            assert seqs == list(range(seqs[0], seqs[0] + 4))  # one dialog, its CSeq counting
+            # refresh inside the subscription's dialog, then end it there (Expires: 0)
+            sub = c.clients[u.id].subscriptions[r.call_id]
+            for exp, want in (("1800", 1), ("0", 0)):
+                rr = await in_dialog_subscribe(up, r, sub, exp, c.local_port)
+                assert rr.status == 200 and rr.get("Expires") == exp
+                assert len(c.clients[u.id].subscriptions) == want
+            online[a.id] = False
+            await c.poll_status()
+            await asyncio.sleep(0.2)
+            assert len(up.notifies) == 4  # unsubscribed: no more NOTIFY
         finally:
             await c.stop()
             await up.stop()
 
     run(main())
+
+
+async def in_dialog_subscribe(up, first_response, sub, expires, lower_port):
+    """A SUBSCRIBE inside the subscription's dialog (the tags of the first exchange)."""
+    frm = first_response.get("From")
+    req = up.ep.build_request(
+        "SUBSCRIBE", sub.dialog.local_contact.strip("<>"), first_response.get("To"),
+        from_=frm.split(";tag=")[0], from_tag=first_response.from_.tag,
+        call_id=first_response.call_id, cseq=100 + int(expires == "0"),
+        addr=("127.0.0.1", lower_port),
+        headers={"Event": "Catalog;id=1", "Expires": expires})
+    req.headers.set("To", first_response.get("To"))
+    return await up.ep.request(req, ("127.0.0.1", lower_port))
 
 
 def xml_items(body):

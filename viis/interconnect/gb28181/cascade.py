@@ -37,13 +37,13 @@ from viis.interconnect.gb28181 import cascade_store as store
 from viis.interconnect.gb28181.cascade_answers import Query, QueryError, parse_query
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
 from viis.interconnect.gb28181.clock import Clock, LoopClock, TimerHandle
+from viis.interconnect.gb28181.dialog import Dialog, DialogError
 from viis.interconnect.gb28181.endpoint import InviteAnswer, SipEndpoint, new_call_id
 from viis.interconnect.gb28181.sip import (
     Address,
     SipRequest,
     SipResponse,
     make_response,
-    new_branch,
     new_tag,
 )
 from viis.interconnect.gb28181.trace import SipTrace
@@ -83,16 +83,17 @@ CAUSES = {
 
 @dataclass
 class Subscription:
-    """A catalog subscription of an upper (RFC 6665 dialog, GB/T 28181 catalog events)."""
+    """A catalog subscription of an upper: its dialog (RFC 6665) and when it expires."""
 
     call_id: str
-    remote_tag: str
-    local_tag: str
-    remote_uri: str  # the upper's From (our To)
-    target: str  # where NOTIFYs go (its Contact)
+    dialog: Dialog
     event: str
     expires_at: float
-    cseq: int = 0
+
+
+def _expires(req: SipRequest) -> int:
+    text = (req.get("Expires") or "3600").strip()
+    return min(int(text), 86_400) if text.isdigit() and len(text) < 9 else 3600
 
 
 async def _maybe_await(x: Any) -> Any:
@@ -509,64 +510,75 @@ class CascadeClient:
 
     # ---- catalog subscription --------------------------------------------------------------
 
+    def _contact(self) -> str:
+        ep = self.c.endpoint
+        return f"<sip:{self.upper.local_id}@{ep.contact_host(self.upper.address)}:{ep.local_port}>"
+
     async def on_subscribe(self, req: SipRequest, txn: ServerTransaction) -> None:
+        """A new catalog subscription: a dialog of the endpoint (so that refreshes and
+        unsubscribes inside it reach :meth:`_in_subscription`, and NOTIFYs carry its tags and
+        CSeq), answered 200 with the granted Expires."""
         event = (req.get("Event") or "").strip()
         if not event.lower().startswith("catalog"):
             txn.reply(489, "Bad Event")
             return
-        exp_text = (req.get("Expires") or "3600").strip()
-        expires = int(exp_text) if exp_text.isdigit() else 3600
-        expires = min(expires, 86_400)
-        contact = req.headers.getall("Contact")
-        target = Address.parse(contact[0]).uri if contact else req.from_.uri
-        tag = req.to.tag or new_tag()
-        key = req.call_id
-        if expires == 0:
-            self.subscriptions.pop(key, None)
-        else:
-            self.subscriptions[key] = Subscription(
-                req.call_id, req.from_.tag or "", tag, req.get("From") or "", str(target),
-                event, self.clock.now() + expires)
+        expires = _expires(req)
+        tag = new_tag()
+        ep = self.c.endpoint
+        if expires:
+            d = Dialog.from_uas(req, tag, self._contact())
+            d.via_host, d.via_port = ep.contact_host(req.source), ep.local_port
+            d.created_at = self.clock.now()
+            d.handlers = {"request": self._in_subscription}
+            ep.dialogs[d.id] = d
+            self.subscriptions[req.call_id] = Subscription(
+                req.call_id, d, event, self.clock.now() + expires)
         r = make_response(req, 200, to_tag=tag)
         r.headers.add("Expires", str(expires))
-        r.headers.add("Contact", f"<sip:{self.upper.local_id}@"
-                                 f"{self.c.endpoint.contact_host(self.upper.address)}:"
-                                 f"{self.c.endpoint.local_port}>")
+        r.headers.add("Contact", self._contact())
         txn.respond(r)
+
+    async def _in_subscription(self, d: Dialog, req: SipRequest, txn: ServerTransaction) -> int:
+        """Refresh (``Expires: n``) or end (``Expires: 0``) a subscription in its dialog."""
+        if req.method != "SUBSCRIBE":
+            return 405
+        expires = _expires(req)
+        sub = self.subscriptions.get(d.call_id)
+        if not expires or sub is None:
+            self._end_subscription(d.call_id)
+        else:
+            sub.expires_at = self.clock.now() + expires
+        txn.reply(200, Expires=str(expires), Contact=self._contact())
+        return 200
+
+    def _end_subscription(self, call_id: str) -> None:
+        sub = self.subscriptions.pop(call_id, None)
+        if sub is not None and sub.dialog.active:
+            self.c.endpoint._end_dialog(sub.dialog, "unsubscribed", None, notify=False)
 
     async def notify_catalog(self, changes: list[tuple[Share, str]]) -> int:
         """NOTIFY every live catalog subscription of these channel events; returns how many
         NOTIFYs were accepted."""
         now = self.clock.now()
-        for k in [k for k, s in self.subscriptions.items() if s.expires_at <= now]:
-            del self.subscriptions[k]
+        for k in [k for k, s in self.subscriptions.items()
+                  if s.expires_at <= now or not s.dialog.active]:
+            self._end_subscription(k)
         ok = 0
         for sub in list(self.subscriptions.values()):
             for body in ans.catalog_event_bodies(self.upper, self.next_sn(), changes):
-                sub.cseq += 1
                 left = max(0, int(sub.expires_at - now))
-                req = SipRequest("NOTIFY", sub.target)
-                h = req.headers
-                ep = self.c.endpoint
-                h.add("Via", f"SIP/2.0/{self.transport} {ep.contact_host(self.upper.address)}:"
-                             f"{ep.local_port};rport;branch={new_branch()}")
-                h.add("Max-Forwards", "70")
-                h.add("From", f"<sip:{self.upper.local_id}@{self.upper.domain}>;tag={sub.local_tag}")
-                h.add("To", sub.remote_uri)
-                h.add("Call-ID", sub.call_id)
-                h.add("CSeq", f"{sub.cseq} NOTIFY")
-                h.add("Event", sub.event)
-                h.add("Subscription-State", f"active;expires={left}")
-                h.add("Content-Type", MANSCDP)
-                req.body = body
                 try:
-                    r = await ep.request(req, self.upper.address, self.transport)
-                except NO_ANSWER:
-                    self.last_error = "catalog NOTIFY got no answer"
-                    continue
+                    r = await self.c.endpoint.in_dialog(
+                        sub.dialog, "NOTIFY", body, MANSCDP,
+                        headers={"Event": sub.event,
+                                 "Subscription-State": f"active;expires={left}"})
+                except (*NO_ANSWER, DialogError):
+                    self.last_error = "catalog NOTIFY got no answer; the subscription ended"
+                    self.subscriptions.pop(sub.call_id, None)
+                    break
                 if 200 <= r.status < 300:
                     ok += 1
-                elif r.status == 481:
+                elif not sub.dialog.active:  # 481/408: the upper dropped the subscription
                     self.subscriptions.pop(sub.call_id, None)
                     break
         return ok
