@@ -560,6 +560,50 @@ def test_invite_that_breaks_on_use_or_a_stuck_handler_gets_500_not_silence():
     run(main())
 
 
+def test_subscription_dialog_adopted_by_the_endpoint_and_answer_contact():
+    async def main():
+        async with pair() as (a, b):
+            from viis.interconnect.gb28181.dialog import Dialog
+            from viis.interconnect.gb28181.sip import make_response, new_tag
+
+            refreshes, notifies = [], []
+
+            async def in_sub(d, req, txn):
+                refreshes.append(req.get("Expires"))
+                return 200
+
+            async def subscribe(req, txn):  # what the cascade does with a Catalog SUBSCRIBE
+                tag = new_tag()
+                d = Dialog.from_uas(req, tag, b.contact())
+                d.handlers = {"request": in_sub}
+                b.add_dialog(d)
+                txn.respond(make_response(req, 200, to_tag=tag))
+
+            b.on_request("SUBSCRIBE", subscribe)
+            req = a.build_request("SUBSCRIBE", uri(b), f"sip:{DEV}@{DOMAIN}", addr=addr(b),
+                                  headers={"Event": "Catalog;id=1"}, expires=3600)
+            resp = await a.request(req, addr(b))
+            ud = Dialog.from_uac(req, resp, addr(b), "UDP")
+            ud.handlers = {"request": lambda d, r, t: notifies.append(r.body) or 200}
+            a.add_dialog(ud)
+            r = await a.in_dialog(ud, "SUBSCRIBE", headers={"Event": "Catalog;id=1", "Expires": "600"})
+            assert r.status == 200 and refreshes == ["600"]
+            (sd,) = b.dialogs.values()
+            r = await b.in_dialog(sd, "NOTIFY", b"<Notify/>", "Application/MANSCDP+xml")
+            assert r.status == 200 and notifies == [b"<Notify/>"]
+            b.end_dialog(sd)
+            r = await a.in_dialog(ud, "SUBSCRIBE", headers={"Expires": "0"})
+            assert r.status == 481 and not ud.active  # the subscription is gone on both sides
+
+            b.on_invite(lambda req, txn: InviteAnswer(200, SDP_B, contact="<sip:other@127.0.0.1:1>"))
+            d, resp = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            assert resp.get("Contact") == "<sip:other@127.0.0.1:1>"
+            assert d.remote_target == "sip:other@127.0.0.1:1"
+            assert (await a.bye(d)).status == 200  # still reaches b: sent to the dialog's peer
+
+    run(main())
+
+
 # ---- a real peer: sipp ------------------------------------------------------------------------
 
 SIPP = shutil.which("sipp")

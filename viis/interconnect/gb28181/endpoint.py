@@ -111,6 +111,9 @@ class InviteAnswer:
     reason: str = ""
     headers: dict[str, str] | None = None
     content_type: str = "application/sdp"
+    # Our Contact in the 2xx and the dialog (e.g. naming the platform ID used towards this
+    # caller); default: <sip:local_id@contact host:port>.
+    contact: str | None = None
 
 
 class _PendingInvite:
@@ -649,7 +652,7 @@ class SipEndpoint:
                 resp.headers.set(k, v)
             txn.respond(resp)
             return
-        d = Dialog.from_uas(req, tag, self.contact(req.transport, req.source))
+        d = Dialog.from_uas(req, tag, answer.contact or self.contact(req.transport, req.source))
         d.via_host, d.via_port = self.contact_host(req.source), self.local_port
         d.local_sdp, d.remote_sdp = answer.sdp, req.body.decode("utf-8", "replace")
         d.created_at = self.clock.now()
@@ -788,6 +791,17 @@ class SipEndpoint:
         txn.respond(resp)
         self._await_ack(d, resp)
         self.stats["reinvite_refreshed"] += 1
+
+    def add_dialog(self, d: Dialog) -> None:
+        """Adopt a dialog made elsewhere (e.g. a SUBSCRIBE subscription, RFC 6665), so that
+        requests inside it are routed to ``d.handlers['request']`` and checked like others."""
+        if not d.via_port:
+            d.via_host, d.via_port = self.contact_host(d.peer), self.local_port
+        self.dialogs[d.id] = d
+
+    def end_dialog(self, d: Dialog, why: str = "local") -> None:
+        """Forget a dialog without sending anything (its on_bye is not called)."""
+        self._end_dialog(d, why, None, notify=False)
 
     def _end_dialog(self, d: Dialog, why: str, req: SipRequest | None, *, notify: bool = True) -> None:
         if not d.active:
