@@ -158,3 +158,30 @@ def test_a_taken_sip_port_stops_viis_run_with_a_clear_message(tmp_path, db, cloc
         app = make_app(tmp_path, db, clock, port=taken.getsockname()[1])
         with pytest.raises(ConfigError, match="cannot listen for SIP"):
             asyncio.run(start_with(app))
+
+
+def test_catalog_events_sent_by_the_device_update_status_and_disable_removed_channels(
+        tmp_path, db, clock):
+    app = make_app(tmp_path, db, clock)
+
+    async def run():
+        svc = await started(app)
+        try:
+            rc, out = await sipp("gb_device_catalog_events.xml", svc.port, tmp_path,
+                                 "-oocsf", str(SCEN / "gb_device_catalog_ooc.xml"))
+            assert rc == 0, out
+
+            def state():
+                with app.db.session() as s:
+                    chans = {c.channel_id: c for c in svc.store.channels(s, DEV)}
+                    cams = {c.main_url: c.enabled for c in s.scalars(select(Camera))}
+                return chans, cams
+
+            assert await until(lambda: CH2 in state()[0] and state()[0][CH2].removed, 10)
+            chans, cams = state()
+            assert chans[CH1].status == "OFF" and not chans[CH1].removed
+            assert cams == {gb_url(DEV, CH1): True, gb_url(DEV, CH2): False}  # kept, disabled
+        finally:
+            await svc.stop()
+
+    asyncio.run(run())

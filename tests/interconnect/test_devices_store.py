@@ -120,3 +120,23 @@ def test_cameras_from_catalogs_get_the_configured_security_level(db, rules, cloc
     with db.session() as s:
         store.sync_catalog(s, DEV, _items(), True, clock.wall_ms())
         assert {c.security_level for c in s.query(Camera)} == {3}
+
+
+def test_catalog_events_set_status_add_and_disable_never_delete(db, rules, clock):
+    store = _store(rules, clock)
+    with db.session() as s:
+        store.sync_catalog(s, DEV, _items(), True, clock.wall_ms())
+    new = "34020000001310000009"
+    events = [{"DeviceID": CH1, "Event": "VLOST"}, {"DeviceID": CH2, "Event": "DEL"},
+              {"DeviceID": new, "Event": "ADD", "Name": "后门", "Parental": "0"},
+              {"DeviceID": "34020000001319999999", "Event": "OFF"}]  # unknown: ignored
+    with db.session() as s:
+        res = store.apply_events(s, DEV, events, clock.wall_ms())
+        assert len(res.added) == 1 and len(res.disabled) == 1
+    with db.session() as s:
+        chans = {c.channel_id: c for c in store.channels(s, DEV)}
+        assert chans[CH1].status == "VLOST" and chans[CH2].removed
+        assert not chans[CH3].removed  # an event list is not a whole catalog
+        cams = {c.main_url: c for c in s.query(Camera)}
+        assert len(cams) == 4 and not cams[gb_url(DEV, CH2)].enabled
+        assert cams[gb_url(DEV, new)].name == "后门"

@@ -292,6 +292,30 @@ class DeviceStore:
                  added=len(res.added), disabled=len(res.disabled))
         return res
 
+    def apply_events(self, s: Session, device_id: str, items: list[dict[str, Any]],
+                     now_ms: int) -> SyncResult:
+        """A Catalog ``<Notify>`` (subscription, or sent unasked): ADD/UPDATE items are
+        stored and synced like a partial catalog, DEL disables the channel's camera (never
+        deletes it), ON/OFF/VLOST/DEFECT set the channel's status."""
+        upserts = [i for i in items if _text(i.get("Event"), 16).upper() in ("ADD", "UPDATE")]
+        res = self.sync_catalog(s, device_id, upserts, False, now_ms) if upserts else SyncResult()
+        for item in items:
+            event = _text(item.get("Event"), 16).upper()
+            ch = self.channel(s, device_id, _text(item.get("DeviceID"), 32))
+            if ch is None or event in ("ADD", "UPDATE", ""):
+                continue
+            ch.updated_ms = now_ms
+            if event in ("ON", "OFF", "VLOST", "DEFECT"):
+                ch.status = event
+            elif event == "DEL" and not ch.removed:
+                ch.removed = True
+                cam = s.get(Camera, ch.camera_id) if ch.camera_id is not None else None
+                if cam is not None and cam.enabled:
+                    self.cameras.update(s, cam.id, {"enabled": False}, actor=ACTOR)
+                    res.disabled.append(cam.id)
+        s.flush()
+        return res
+
     def _free_name(self, s: Session, want: str, channel_id: str, camera_id: int | None) -> str:
         for name in (want, f"{want} ({channel_id})"[:200], channel_id):
             other = s.scalar(select(Camera.id).where(Camera.name == name))

@@ -334,6 +334,9 @@ class GbPlatformService:
         if msg.root == "Response" and fut is not None and not fut.done():
             fut.set_result(msg)
             return
+        if msg.root == "Notify" and msg.cmd == "Catalog":
+            self._spawn(self._catalog_events(p.device_id, list(msg.items)))
+            return
         if msg.root == "Notify" and msg.cmd == "MediaStatus":
             self.calls.media_status(p.device_id, msg)
             return
@@ -466,6 +469,18 @@ class GbPlatformService:
                 return self.store.sync_catalog(s, device_id, result.items, result.complete, now)
 
         return await self._db(write)
+
+    async def _catalog_events(self, device_id: str, items: list[dict[str, Any]]) -> None:
+        now = self.app.clock.wall_ms()
+
+        def write():
+            with self.app.db.session() as s:
+                return self.store.apply_events(s, device_id, items, now)
+
+        try:
+            await self._db(write)
+        except Exception:
+            log.exception("gb28181_catalog_events_failed", device=device_id)
 
     async def device_info(self, device_id: str) -> dict[str, Any]:
         msg = await self._query_one(device_id, "DeviceInfo")
