@@ -117,3 +117,41 @@ def test_a_record_answer_naming_the_device_instead_of_the_channel_is_still_match
 
     r = asyncio.run(_with_device(tmp_path, db, clock, "gb_device_records_as_device_ooc.xml", fn))
     assert r.complete and len(r.items) == 3
+
+
+def test_after_invite_device_the_channels_ps_stream_arrives_with_the_agreed_ssrc(
+        tmp_path, db, clock):
+    """The recipe of the GB recorder source: receiver first, offer its port and an SSRC,
+    INVITE, then PS over RTP from the device (sent here with the same library a device's
+    stack would be replaced by) is demultiplexed into frames."""
+    from viis.interconnect.gb28181.rtpps import PsReceiver, PsSender
+    from viis.interconnect.gb28181.sdp import GbSdp, build_sdp, make_ssrc, parse_sdp
+
+    async def fn(svc):
+        frames = []
+        ssrc = make_ssrc(SERVER[:10], 7)
+        rx = await PsReceiver.open("udp", frames.append, expected_ssrc=int(ssrc),
+                                   local_host="127.0.0.1")
+        offer = build_sdp(GbSdp(session="Play", origin_id=SERVER, ip="127.0.0.1",
+                                port=rx.local_port, ssrc=ssrc))
+        d, answer = await svc.invite_device(DEV, CH1, offer)
+        agreed = parse_sdp(answer)
+        assert agreed.ssrc == ssrc and agreed.direction == "sendonly"
+        tx = await PsSender.open("udp", ("127.0.0.1", rx.local_port), agreed.ssrc_int,
+                                 local_host="127.0.0.1")
+        sps, pps = b"\x67\x42\x00\x1e\xab\x40\x50\x1e\xd0", b"\x68\xce\x3c\x80"
+        for i in range(6):
+            key = i % 3 == 0
+            tx.send_frame([(b"\x65" if key else b"\x41") + bytes([i]) * 3000], i * 3600, key,
+                          params=[sps, pps] if key else ())
+            await asyncio.sleep(0.02)
+        assert await until(lambda: len(frames) >= 5, 10), rx.stats
+        await svc.bye(d)
+        await tx.close()
+        await rx.close()
+        return frames, rx.stats
+
+    frames, stats = asyncio.run(_with_device(tmp_path, db, clock, "gb_device_invite_ooc.xml", fn))
+    assert frames[0].key and frames[0].codec == "h264"
+    assert [f.pts90k for f in frames[:5]] == [i * 3600 for i in range(5)]
+    assert stats["ssrc_mismatch"] == 0 and stats["lost"] == 0
