@@ -93,6 +93,7 @@ class GbPlatformService:
         self._restored: dict[str, float] = {}  # device id -> when we restarted without it
         self._known: set[str] = set()  # device ids with a row in gb_devices
         self._db_lock = asyncio.Lock()
+        self._query_slots = asyncio.Semaphore(16)  # devices queried at once after registering
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self.catalog_syncs = 0  # catalog answers handled (complete or partial)
@@ -292,14 +293,17 @@ class GbPlatformService:
                 self._on_event("offline", p)
 
     async def _initial_queries(self, device_id: str) -> None:
-        try:
-            await self.sync_catalog(device_id)
-        except Exception as e:  # noqa: BLE001 - recorded on the peer for the diagnosis
-            self._note_error(device_id, f"catalog query failed: {e}")
-        try:
-            await self.device_info(device_id)
-        except Exception as e:  # noqa: BLE001
-            self._note_error(device_id, f"DeviceInfo query failed: {e}")
+        # Bounded: after an outage thousands of devices register within seconds, and their
+        # catalogs would otherwise all be asked for (and written) at once.
+        async with self._query_slots:
+            try:
+                await self.sync_catalog(device_id)
+            except Exception as e:  # noqa: BLE001 - recorded on the peer for the diagnosis
+                self._note_error(device_id, f"catalog query failed: {e}")
+            try:
+                await self.device_info(device_id)
+            except Exception as e:  # noqa: BLE001
+                self._note_error(device_id, f"DeviceInfo query failed: {e}")
 
     def _periodic_catalogs(self) -> None:
         now = self.clock.now()
