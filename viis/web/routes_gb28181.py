@@ -22,6 +22,7 @@ from viis.access.policy import Principal, may_see_camera
 from viis.core.errors import NotFound, ValidationFailed, ViisError
 from viis.integrity.audit import AuditLog
 from viis.interconnect.gb28181 import ptz as ptzcodec
+from viis.interconnect.gb28181.cause_codes import device_codes
 from viis.interconnect.gb28181.devices import DeviceStore, channel_view, device_view
 from viis.registry.models import Camera
 from viis.web.auth import allow
@@ -76,7 +77,15 @@ def _rows(app, device_id: str | None = None) -> list[tuple[dict[str, Any], list[
 
 
 async def _views(request: Request, device_id: str | None = None) -> list[dict[str, Any]]:
-    """DB rows merged with the live state and diagnosis of the running platform."""
+    """DB rows merged with the live state and diagnosis of the running platform; each with
+    stable cause and note codes (the console translates by code)."""
+    views = await _merged(request, device_id)
+    for v in views:
+        v.update(device_codes(v))
+    return views
+
+
+async def _merged(request: Request, device_id: str | None = None) -> list[dict[str, Any]]:
     app = _app(request)
     rows = await run_in_threadpool(_rows, app, device_id)
     svc = getattr(request.app.state, "gb28181", None)
