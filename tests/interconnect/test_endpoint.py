@@ -701,3 +701,38 @@ def test_we_invite_a_sipp_device(transport, tmp_path):
             await a.stop()
 
     run(main())
+
+
+@needs_sipp
+def test_sipp_upper_platform_cancels_its_invite(tmp_path):
+    """sipp INVITEs, gets 100, CANCELs: 200 for the CANCEL, 487 for the INVITE, its ACK
+    confirms our transaction; the slow handler is told and no dialog is left."""
+
+    async def main():
+        b = SipEndpoint(DEV, DOMAIN, "127.0.0.1", 0)
+        await b.start()
+        try:
+            cancelled, released = [], []
+
+            async def slow(req, txn):
+                txn.on_cancel.append(lambda: cancelled.append(req.get("Subject")))
+                while not txn.cancelled:
+                    await asyncio.sleep(0.02)
+                return InviteAnswer(200, SDP_B, on_bye=lambda d, r: released.append(d.terminated_by))
+
+            b.on_invite(slow)
+            proc = await _sipp("gb_upper_invite_cancel.xml", tmp_path, f"127.0.0.1:{b.local_port}",
+                               "-t", "u1", "-p", str(_free_port()), "-s", DEV,
+                               "-set", "upper", UPPER, "-set", "domain", DOMAIN)
+            rc, out = await _sipp_result(proc, tmp_path)
+            assert rc == 0, out
+            assert cancelled == [f"{DEV}:0100000002,{UPPER}:0"] and b.stats["cancelled"] == 1
+            await until(lambda: released == ["cancelled"], what="the late answer released")
+            assert not b.dialogs
+            invites = [t for t in b.layer.servers.values()
+                       if t.request is not None and t.request.method == "INVITE"]
+            assert [t.state for t in invites] == ["confirmed"]  # sipp's ACK for the 487
+        finally:
+            await b.stop()
+
+    run(main())
