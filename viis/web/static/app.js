@@ -13,9 +13,10 @@ const ROUTES = [
   [/^\/cameras$/, "cameras"],
   [/^\/cameras\/(\d+)\/masks$/, "masks"],
   [/^\/health$/, "health"],
+  [/^\/gb28181$/, "gb28181"],
 ];
 const NAV = [["wall", "#/wall"], ["playback", "#/playback"], ["cameras", "#/cameras"],
-  ["health", "#/health"]];
+  ["health", "#/health"], ["gb28181", "#/gb28181"]];
 const HOME = "#/wall";
 
 const state = { user: null, known: false, cleanup: null, generation: 0, settings: {} };

@@ -5,7 +5,7 @@
 // when one exists) else the browser's navigator.languages (zh* -> zh-CN, else en).
 
 export const LANGS = ["en", "zh-CN"];
-export const PAGES = ["common", "login", "wall", "playback", "cameras", "masks", "health"];
+export const PAGES = ["common", "login", "wall", "playback", "cameras", "masks", "health", "gb28181"];
 const STORE_KEY = "viis.lang";
 
 let current = "en";
