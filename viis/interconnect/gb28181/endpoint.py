@@ -124,6 +124,7 @@ class _PendingInvite:
         self.cancel_requested = False
         self.cancel_sent = False
         self.abandoned = False  # the caller's task was cancelled: a late 2xx gets ACK + BYE
+        self.acks: dict[str, SipRequest] = {}  # remote tag -> the ACK we sent its 2xx
 
 
 class SipEndpoint:
@@ -162,6 +163,7 @@ class SipEndpoint:
         self._invite_handler: Callable[..., Any] | None = None
         self._dialog_handler: DialogHandler | None = None
         self._pending: dict[str, _PendingInvite] = {}
+        self._answered: dict[str, _PendingInvite] = {}  # our INVITEs with a 2xx, for 64·T1
         self._ack_timers: dict[tuple[str, str, str], list[TimerHandle]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._host_cache: dict[str, str] = {}
@@ -240,7 +242,8 @@ class SipEndpoint:
 
     def on_invite(self, handler: Callable[[SipRequest, ServerInviteTransaction], Any]) -> None:
         """``async handler(req, txn) -> InviteAnswer``; 100 Trying is already sent.
-        ``txn.cancelled`` / ``txn.on_cancel`` tell the handler the caller gave up."""
+        ``txn.cancelled`` / ``txn.add_cancel_callback(fn)`` tell the handler the caller
+        gave up (an INVITE CANCELled before its handler ran never reaches it)."""
         self._invite_handler = handler
 
     def on_dialog_request(self, handler: DialogHandler) -> None:
@@ -410,8 +413,11 @@ class SipEndpoint:
 
         Raises ``InviteError`` for a final non-2xx (after one digest retry when
         ``credentials`` are given), ``TransactionTimeout`` when nothing final came within
-        Timer B (64·T1), ``TransportError`` when a TCP connection could not be made. Cancelling the awaiting task sends CANCEL; ``cancel(call_id)``
-        does too and makes this raise ``InviteError`` (487).
+        Timer B (64·T1), ``TransportError`` when a TCP connection could not be made.
+        Cancelling the awaiting task sends CANCEL; ``cancel(call_id)`` does too and makes
+        this raise ``InviteError`` (487). For 64·T1 after the answer, a 2xx from another
+        branch (forked) is ACKed and ended with BYE, and a retransmitted 2xx of a dialog we
+        already ended is ACKed again (§13.2.2.4).
         """
         req = self.build_request(
             "INVITE", uri, to or uri, from_, transport=transport, addr=addr, call_id=call_id,
@@ -473,6 +479,12 @@ class SipEndpoint:
         self.layer.send(ack, self._dest(d), d.transport)
         self.dialogs[d.id] = d
         self.stats["dialogs_uac"] += 1
+        p.acks[d.remote_tag] = ack
+        call_id = p.req.call_id
+        if self._answered.get(call_id) is not p:
+            self._answered[call_id] = p
+            self.clock.call_later(64 * self.layer.t1, lambda: self._answered.pop(call_id, None)
+                                  if self._answered.get(call_id) is p else None)
         log.info("sip.dialog.uac", call_id=d.call_id, peer=f"{d.peer[0]}:{d.peer[1]}")
         return d
 
@@ -625,6 +637,8 @@ class SipEndpoint:
         if len(self.dialogs) >= self.max_dialogs:
             txn.respond(make_response(req, 503, "Too Many Dialogs", to_tag=new_tag()))
             return
+        if txn.state != "proceeding":
+            return  # CANCELled before the handler got to run: it is not bothered at all
         tag = new_tag()
         txn.to_tag = tag
         try:
@@ -741,7 +755,17 @@ class SipEndpoint:
                 self.stats["ack_resent"] += 1
                 self.layer.send(d.last_ack, self._dest(d), d.transport)  # our ACK was lost
                 return
-            # A 2xx for no dialog of ours: a forked answer or one after we gave up.
+            p = self._answered.get(msg.call_id)
+            if p is not None and num == p.req.cseq[0] and msg.from_.tag == p.req.from_.tag:
+                ack = p.acks.get(msg.to.tag or "")
+                if ack is not None:  # a dialog we already ended: its 2xx still wants an ACK
+                    self.stats["ack_resent"] += 1
+                    self.layer.send(ack, p.addr, p.transport)
+                else:  # another branch answered too (forked): ACK it, then end it
+                    self.stats["forked_2xx"] += 1
+                    self._spawn(self._ack_and_bye(p, msg))
+                return
+            # A 2xx for no INVITE of ours (or an old one).
             log.info("sip.stray_2xx", call_id=msg.call_id[:80], status=msg.status)
         self.stats["stray_response"] += 1
 

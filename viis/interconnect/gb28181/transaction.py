@@ -263,6 +263,13 @@ class ServerInviteTransaction(ServerTransaction):
         if self.state in ("proceeding", "completed") and self.last_response is not None:
             self.layer._send(self.last_response, self.addr, self.transport)
 
+    def add_cancel_callback(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when a CANCEL matches (at once if one already did)."""
+        if self.cancelled:
+            fn()
+        else:
+            self.on_cancel.append(fn)
+
     def cancel(self) -> bool:
         """A CANCEL matched: answer 487 if no final response was sent. True if it did."""
         if self.state != "proceeding":
