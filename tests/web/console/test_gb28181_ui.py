@@ -187,8 +187,8 @@ def test_switching_the_trace_on_shows_register_and_message_lines(console, browse
     # a message opens to its full text; the digest answer is masked in it
     page.locator("#gb-trace details").first.locator("summary").click()
     assert "Via:" in page.locator("#gb-trace details pre").first.inner_text()
-    full = "\n".join(page.locator("#gb-trace pre").all_inner_texts())
-    assert DEV_PASSWORD not in full
+    full = "\n".join(page.locator("#gb-trace pre").all_text_contents())
+    assert "Authorization: Digest" in full and DEV_PASSWORD not in page.content()
     assert_all_translated(page, "en")
     toggle.click()
     page.locator('#gb-trace-toggle[aria-pressed="false"]').wait_for()
@@ -262,6 +262,43 @@ def test_an_upper_platform_added_in_the_form_is_stored_and_its_password_never_sh
     finally:
         with console.http() as http:
             http.patch(f"/api/cameras/{cam_id}", json={"security_level": 1})
+
+
+def test_the_upper_platforms_trace_shows_its_registration(console, browser_page):
+    """The cascade side of the per-peer trace: switched on for the upper platform, then a
+    change of its settings makes the cascade unregister and register again, in the trace."""
+    with console.http() as http:
+        ups = [u for u in http.get("/api/gb28181/uppers").json() if u["server_id"] == SERVER]
+    if not ups:
+        pytest.skip("needs the upper platform of the form test")
+    uid = ups[0]["id"]
+    page = browser_page
+    _open(page, console)
+    page.click(f"#gb-upper-trace-{uid}")
+    toggle = page.locator("#gb-upper-trace-toggle")
+    toggle.wait_for()
+    toggle.click()
+    page.locator('#gb-upper-trace-toggle[aria-pressed="true"]').wait_for()
+    page.click(f"#gb-upper-edit-{uid}")
+    page.fill("#gb-uf-name", "City platform")
+    page.click("#gb-uf-save")
+    page.locator("#gb-upper-form").wait_for(state="hidden")
+    page.click(f"#gb-upper-trace-{uid}")
+    lines = page.locator("#gb-upper-trace .first-line")
+
+    def seen():
+        texts = lines.all_inner_texts()
+        return (any(t.startswith("REGISTER sip:") for t in texts)
+                and any(t.startswith("SIP/2.0 200") for t in texts) and texts)
+
+    wait_until(seen, 30, 0.5, "the upper platform's trace showed no REGISTER")
+    page.locator(f'#gb-upper-{uid}[data-state="registered"]').wait_for(timeout=30_000)
+    full = "\n".join(page.locator("#gb-upper-trace pre").all_text_contents())
+    assert "Authorization: Digest" in full and 'response="' in full  # masked, not absent
+    assert UPPER_PASSWORD not in page.content()
+    assert_all_translated(page, "en")
+    page.click("#gb-upper-trace-toggle")
+    page.locator('#gb-upper-trace-toggle[aria-pressed="false"]').wait_for()
 
 
 def test_the_language_switch_leaves_no_untranslated_string(console, browser_page):

@@ -385,11 +385,13 @@ export default async function render(root, ctx) {
       return;
     }
     if (stopped || openDevice !== id) return;
-    drawTrace(r);
+    drawTrace(traceBox, r);
     if (traceOn) traceTimer = setTimeout(() => loadTrace(id), TRACE_MS);
   }
 
-  function drawTrace(r) {
+  /** A SIP trace (viis/interconnect/gb28181/trace.py entries) into ``traceBox``: oldest
+   *  first, newest last; opened messages stay open and the view follows the end. */
+  function drawTrace(traceBox, r) {
     const msgs = r.messages || [];
     traceBox.dataset.enabled = r.enabled ? "1" : "0";
     const open = new Set([...traceBox.querySelectorAll("details[open]")].map((d) => d.dataset.key));
@@ -418,6 +420,11 @@ export default async function render(root, ctx) {
   const upMessage = h("p", { class: "error", role: "alert", id: "gb-uppers-message" });
   const upForm = h("div", { class: "gb-form", id: "gb-upper-form", hidden: true });
   const sharesBox = h("div", { class: "gb-shares", id: "gb-shares", hidden: true });
+  const upTracePanel = h("div", { class: "gb-detail", id: "gb-upper-trace-panel", hidden: true });
+  const upTraceBox = h("div", { class: "gb-trace", id: "gb-upper-trace" });
+  let upTraceOpen = null; // upper id of the trace panel
+  let upTraceOn = false;
+  let upTraceTimer = null;
   const addUpper = can.cascadeWrite
     ? h("button", { type: "button", class: "primary", id: "gb-upper-add", onclick: () => editUpper(null) }, t("gb28181.uppers.add"))
     : null;
@@ -429,7 +436,7 @@ export default async function render(root, ctx) {
       h("thead", {}, h("tr", {}, ...["name", "server", "address", "state", "registered", "keepalive",
         "cause", "grade", "actions"].map((c) => h("th", {}, t(`gb28181.uppers.col.${c}`))))),
       upBody)),
-    upForm, sharesBox);
+    upForm, sharesBox, upTracePanel);
   if (can.cascadeRead) wrap.append(upSection);
 
   const stateKey = (s) => {
@@ -456,7 +463,9 @@ export default async function render(root, ctx) {
       h("td", {}, h("div", { class: "gb-row" },
         can.cascadeWrite ? h("button", { type: "button", id: `gb-upper-edit-${u.id}`, onclick: () => editUpper(u) }, t("gb28181.uppers.edit")) : null,
         h("button", { type: "button", id: `gb-upper-shares-${u.id}`, onclick: () => showShares(u.id) },
-          t(can.cascadeWrite ? "gb28181.uppers.shares_edit" : "gb28181.uppers.shares_view"))))));
+          t(can.cascadeWrite ? "gb28181.uppers.shares_edit" : "gb28181.uppers.shares_view")),
+        can.trace ? h("button", { type: "button", id: `gb-upper-trace-${u.id}`, onclick: () => showUpperTrace(u.id) },
+          t("gb28181.trace.title")) : null))));
     }
     if (!uppers.length) upBody.append(h("tr", {}, h("td", { colspan: 9, class: "notice" }, t("gb28181.uppers.none"))));
   }
@@ -551,12 +560,14 @@ export default async function render(root, ctx) {
     clear(upForm).append(form);
     upForm.hidden = false;
     sharesBox.hidden = true;
+    upTracePanel.hidden = true;
     f.name.focus();
   }
 
   async function showShares(upperId) {
     openShares = upperId;
     upForm.hidden = true;
+    upTracePanel.hidden = true;
     sharesBox.hidden = false;
     clear(sharesBox).append(h("p", { class: "hint" }, t("common.loading")));
     const u = uppers.find((x) => x.id === upperId);
@@ -637,6 +648,60 @@ export default async function render(root, ctx) {
     clear(sharesBox).append(...box);
   }
 
+  // the SIP trace of one upper platform (maintainers and administrators: gb.trace)
+  async function showUpperTrace(upperId) {
+    upTraceOpen = upperId;
+    upForm.hidden = true;
+    sharesBox.hidden = true;
+    upTracePanel.hidden = false;
+    const u = uppers.find((x) => x.id === upperId);
+    const out = h("span", { class: "error", role: "alert", id: "gb-upper-trace-message" });
+    const toggle = h("button", { type: "button", id: "gb-upper-trace-toggle", "aria-pressed": "false" }, t("gb28181.trace.on"));
+    toggle.addEventListener("click", async () => {
+      clear(out);
+      try {
+        const r = await api(`/api/gb28181/uppers/${upperId}/trace`, { method: "PUT", body: { enabled: !upTraceOn } });
+        upTraceOn = !!r.enabled;
+        await loadUpperTrace(upperId);
+      } catch (e) {
+        out.append(...refusal(e));
+      }
+    });
+    clear(upTracePanel).append(
+      h("div", { class: "gb-row" }, h("h4", {}, t("gb28181.trace.title"), " ", data("span", u ? u.name : upperId)),
+        toggle, out, h("span", { class: "spacer" }),
+        h("button", { type: "button", id: "gb-upper-trace-close", onclick: closeUpperTrace }, t("common.close"))),
+      h("p", { class: "hint" }, t("gb28181.trace.hint_upper")), upTraceBox);
+    await loadUpperTrace(upperId);
+  }
+
+  function closeUpperTrace() {
+    upTraceOpen = null;
+    upTracePanel.hidden = true;
+    clearTimeout(upTraceTimer);
+  }
+
+  async function loadUpperTrace(upperId) {
+    clearTimeout(upTraceTimer);
+    if (stopped || upTraceOpen !== upperId) return;
+    let r;
+    try {
+      r = await api(`/api/gb28181/uppers/${upperId}/trace`);
+    } catch (e) {
+      clear(upTraceBox).append(h("p", { class: "error" }, ...refusal(e)));
+      return;
+    }
+    if (stopped || upTraceOpen !== upperId) return;
+    upTraceOn = !!r.enabled;
+    const toggle = document.getElementById("gb-upper-trace-toggle");
+    if (toggle) {
+      toggle.textContent = t(upTraceOn ? "gb28181.trace.off" : "gb28181.trace.on");
+      toggle.setAttribute("aria-pressed", upTraceOn ? "true" : "false");
+    }
+    drawTrace(upTraceBox, r);
+    if (upTraceOn) upTraceTimer = setTimeout(() => loadUpperTrace(upperId), TRACE_MS);
+  }
+
   // ---- refresh ---------------------------------------------------------------------------
   async function load() {
     await Promise.all([loadDevices(), loadUppers()]);
@@ -653,5 +718,6 @@ export default async function render(root, ctx) {
     stopped = true;
     clearTimeout(timer);
     clearTimeout(traceTimer);
+    clearTimeout(upTraceTimer);
   };
 }
