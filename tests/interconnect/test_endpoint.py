@@ -529,6 +529,12 @@ def test_uas_bye_over_tcp_dials_the_contact_when_the_callers_connection_is_gone(
             for w in list(a.tcp.conns.values()):
                 w.close()
             await until(lambda: ud.peer not in b.tcp.conns, what="the connection to close")
+            # The caller reconnects (INFO on a new connection): the callee follows it.
+            assert (await a.in_dialog(d, "INFO", b"x", "text/plain")).status == 200
+            assert ud.peer in b.tcp.conns
+            for w in list(a.tcp.conns.values()):
+                w.close()
+            await until(lambda: ud.peer not in b.tcp.conns, what="the connection to close")
             assert (await b.bye(ud)).status == 200
             await until(lambda: not a.dialogs, what="the caller to take the BYE")
             assert d.terminated_by == "remote"

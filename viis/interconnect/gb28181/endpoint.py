@@ -774,6 +774,9 @@ class SipEndpoint:
             self.stats["cseq_out_of_order"] += 1
             txn.reply(500, "CSeq Out Of Order")
             return
+        if (req.transport == "TCP" and req.source and req.source != d.peer and self.tcp
+                and d.peer not in self.tcp.conns):
+            d.peer = req.source  # the peer reconnected: follow its new connection
         if req.method == "BYE":
             txn.reply(200)
             self._end_dialog(d, "remote", req)
