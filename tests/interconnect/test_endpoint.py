@@ -640,6 +640,32 @@ def test_forked_and_late_2xx_are_acked_and_a_second_branch_ended():
     run(main())
 
 
+def test_dialog_table_is_bounded_and_stop_says_bye():
+    async def main():
+        a = SipEndpoint(UPPER, DOMAIN, "127.0.0.1", 0)
+        b = SipEndpoint(DEV, DOMAIN, "127.0.0.1", 0, max_dialogs=2)
+        await a.start()
+        await b.start()
+        try:
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            d1, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            d2, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            with pytest.raises(InviteError) as e:
+                await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            assert e.value.status == 503 and len(b.dialogs) == 2
+            await b.stop()  # says BYE on both dialogs, and tells their owners
+            await until(lambda: not a.dialogs, what="the BYEs from the stopping endpoint")
+            assert d1.terminated_by == d2.terminated_by == "remote"
+            await until(lambda: len(s.byes) == 2, what="on_bye for both")
+            assert [w for w, _ in s.byes] == ["stop", "stop"]
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(main())
+
+
 # ---- a real peer: sipp ------------------------------------------------------------------------
 
 SIPP = shutil.which("sipp")
