@@ -12,6 +12,7 @@ from tests.interconnect.cascade_helpers import LOCAL, add_camera, add_upper, app
 from tests.interconnect.gb_helpers import SERVER, make_app, started, until
 from viis.core.db import Database
 from viis.interconnect.gb28181.cascade import Cascade
+from viis.media.index import SegmentRecord, append_gap, append_segment
 from viis.registry.models import Camera
 
 
@@ -53,7 +54,26 @@ def test_lower_viis_registers_to_upper_viis_whose_catalog_shows_exactly_the_shar
             assert sorted(got.values()) == ["东门入口", "大厅"], got
             assert all(url.startswith(f"gb28181://{LOCAL}/3402000000131000010") for url in got)
             assert "机要室" not in str(got) and "not shared" not in str(got)
-            assert c.client(SERVER).diagnose()["keepalives_ok"] >= 0
+            # the upper asks the lower for a camera's recordings: ranges from the lower's
+            # index, the gap left out; the camera above the grade is refused
+            t0 = 1_767_225_600_000
+            with low_db.session() as s:
+                cam = s.get(Camera, gate.id)
+                for start, end in ((t0, t0 + 60_000), (t0 + 60_000, t0 + 120_000),
+                                   (t0 + 300_000, t0 + 360_000)):
+                    append_segment(s, cam, SegmentRecord(
+                        start, end, 1500, 1000, "0" * 64, f"x/{start}.mp4", "h264", 640, 360,
+                        25.0), t0)
+                append_gap(s, cam, t0 + 120_000, t0 + 300_000, "unreachable", "", t0)
+            rl = await svc.record_info(LOCAL, "34020000001310000101", t0 - 60_000, t0 + 3_600_000)
+            assert rl.complete and [(x["start_ms"], x["end_ms"]) for x in rl.items] == \
+                [(t0, t0 + 120_000), (t0 + 300_000, t0 + 360_000)]
+            try:
+                await svc.record_info(LOCAL, "34020000001310000103", t0, t0 + 60_000)
+                refused = False
+            except Exception:  # noqa: BLE001 - 404: the channel does not exist for this upper
+                refused = True
+            assert refused
         finally:
             await c.stop()
             await svc.stop()
