@@ -666,6 +666,52 @@ def test_dialog_table_is_bounded_and_stop_says_bye():
     run(main())
 
 
+def test_mutated_copies_of_in_dialog_messages_do_not_end_the_dialog():
+    """400 seeded mutations (byte flips, cuts, insertions after the start line) of a real
+    INFO, ACK and MESSAGE of the dialog, fired at the callee's socket: each is answered or
+    dropped, and the dialog goes on."""
+    import random
+
+    async def main():
+        async with pair() as (a, b):
+            s = Session()
+            b.on_invite(lambda req, txn: s.answer())
+            b.on_request("MESSAGE", lambda req, txn: txn.reply(200))
+            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
+            await asyncio.wait_for(s.acked.wait(), 10)
+            bases = [d.make_request("INFO", b"PLAY MANSRTSP/1.0\r\nCSeq: 3\r\n", "Application/MANSRTSP"),
+                     d.make_request("ACK"),
+                     a.build_request("MESSAGE", uri(b), f"sip:{DEV}@{DOMAIN}", addr=addr(b),
+                                     body=b"<Notify/>", content_type="Application/MANSCDP+xml")]
+            raws = [m.encode() for m in bases]
+            rng = random.Random(28181)
+            before = b.stats["received"] + b.stats["parse_errors"]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for i in range(400):
+                    raw = bytearray(rng.choice(raws))
+                    start = raw.index(b"\r\n") + 2  # keep the method: no mutant becomes a BYE
+                    for _ in range(rng.randint(1, 8)):
+                        op, at = rng.random(), rng.randrange(start, len(raw))
+                        if op < 0.6:
+                            raw[at] = rng.randrange(256)
+                        elif op < 0.8:
+                            del raw[at:at + rng.randint(1, 40)]
+                        else:
+                            raw[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+                    sock.sendto(bytes(raw), addr(b))
+                    if i % 50 == 49:
+                        await asyncio.sleep(0.02)  # let the endpoint read: no socket overflow
+            await until(lambda: b.stats["received"] + b.stats["parse_errors"] - before >= 350,
+                        what="the mutants to be read")
+            await asyncio.sleep(0.3)
+            assert b.dialogs.get((d.call_id, d.remote_tag, d.local_tag)) is not None
+            assert s.byes == [] and d.active
+            r = await a.in_dialog(d, "INFO", b"still here", "text/plain")
+            assert r.status == 200 and s.infos[-1] == b"still here"
+
+    run(main())
+
+
 # ---- a real peer: sipp ------------------------------------------------------------------------
 
 SIPP = shutil.which("sipp")
