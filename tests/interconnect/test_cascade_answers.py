@@ -456,3 +456,41 @@ def test_two_uppers_each_see_their_own_channels_and_invites_reach_the_hook(sqlit
             await up2.stop()
 
     run(main())
+
+
+def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed(
+        footage, db, rules):
+    app = SimpleNamespace(db=db, clock=footage.clock)
+
+    async def main():
+        cam = footage.camera("gate")
+        footage.segment(cam, T0)
+        up, u, c = await lower_and_upper(app)
+        try:
+            share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
+            bad = [b"<Query><CmdType>Catalog", b"\xff\xfe\x00garbage",
+                   b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY x "y">]><Query>&x;</Query>',
+                   b"<Query>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</Query>"]
+            for body in bad:
+                assert (await up.query(c.local_port, body)).status == 400
+            odd = q("Catalog", sn=123456789012345)  # absurd SN: answered with SN 0
+            assert (await up.query(c.local_port, odd)).status == 200
+            assert (await up.query(c.local_port, q("Subscribe", 3))).status == 200  # unknown
+            window = "<StartTime>yesterday</StartTime><EndTime>2026-01-01T09:00:00</EndTime>"
+            assert (await up.query(c.local_port, q("RecordInfo", 4, CH.format(1), window))
+                    ).status == 200
+            alarm = ("<StartTime>2026-01-01T07:00:00</StartTime>"
+                     "<EndTime>2026-01-01T09:00:00</EndTime><Type>alarm</Type>")
+            assert (await up.query(c.local_port, q("RecordInfo", 5, CH.format(1), alarm))
+                    ).status == 200
+            assert await wait_for(lambda: len(up.bodies("RecordInfo")) == 2)
+            await asyncio.sleep(0.2)
+            for _, b in up.bodies("RecordInfo"):
+                assert b.text("SumNum") == "0"
+            assert any(b.sn == 0 for _, b in up.bodies("Catalog"))
+            assert c.clients[u.id].registered  # nothing of that disturbed the registration
+        finally:
+            await c.stop()
+            await up.stop()
+
+    run(main())

@@ -505,7 +505,11 @@ class CascadeClient:
                                  [("Name", sh.name)], items=[], list_tag="RecordList",
                                  sum_num=0, charset=self.upper.charset)]
         end = min(end, start + ans.MAX_RECORD_SPAN_MS)
-        ranges = await self.c.ranges_async(sh.camera_id, start, end) if end > start else []
+        kind = q.text("Type").lower()
+        # VIIS records continuously: only "time" recordings exist (an alarm query gets none)
+        wanted = kind in ("", "all", "time")
+        ranges = await self.c.ranges_async(sh.camera_id, start, end) \
+            if end > start and wanted else []
         return ans.record_info_bodies(self.upper, q.sn, sh, ranges)
 
     # ---- catalog subscription --------------------------------------------------------------

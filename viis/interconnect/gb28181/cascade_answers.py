@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape
 from sqlalchemy.orm import Session
 
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
+from viis.interconnect.gb28181.manscdp import ManscdpError, safe_fromstring
 from viis.interconnect.gb28181.sip import decode_text
 from viis.media.index import segments_between
 
@@ -70,16 +71,10 @@ def parse_query(body: bytes, declared: str | None = None) -> Query:
         text, used = decode_text(body, declared or (m.group(1).decode() if m else None))
     except UnicodeDecodeError as e:
         raise QueryError("charset: the body is neither GB2312/GBK/GB18030 nor UTF-8") from e
-    text = text.strip().lstrip("\ufeff")
-    if text.startswith("<?xml"):
-        end = text.find("?>")
-        text = text[end + 2:] if end >= 0 else text
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise QueryError("DOCTYPE/ENTITY declarations are not accepted")
-    try:
-        el = ET.fromstring(text.strip())
-    except ET.ParseError as e:
-        raise QueryError(f"malformed XML ({e})") from None
+    try:  # DOCTYPE/ENTITY refused, depth and element count bounded (manscdp's parser)
+        el = safe_fromstring(text.strip().lstrip("\ufeff"))
+    except ManscdpError as e:
+        raise QueryError(str(e)) from None
     q = Query(el.tag, "", 0, "", el, used)
     q.cmd, q.device_id = q.text("CmdType"), q.text("DeviceID")
     sn = q.text("SN")
