@@ -43,10 +43,10 @@ class Running:
         self.thread.join(10)
 
 
-def _device(port: int, cwd) -> subprocess.Popen:
+def _device(port: int, cwd, ooc: str = "gb_device_catalog_ooc.xml") -> subprocess.Popen:
     return subprocess.Popen(
         [SIPP, f"127.0.0.1:{port}", "-sf", str(SCEN / "gb_device_catalog.xml"),
-         "-oocsf", str(SCEN / "gb_device_catalog_ooc.xml"), "-m", "1", "-l", "1", "-t", "u1",
+         "-oocsf", str(SCEN / ooc), "-m", "1", "-l", "1", "-t", "u1",
          "-i", "127.0.0.1", "-p", str(free_udp_port()), "-s", DEV, "-au", DEV, "-ap", "secret",
          "-set", "domain", SERVER[:10], "-set", "server", SERVER, "-timeout", "30",
          "-nostdin"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -178,3 +178,66 @@ def test_without_the_service_the_routes_say_it_is_off(tmp_path, db, clock):
     assert r.status_code == 200 and r.json() == {"enabled": False, "devices": []}
     r = maint.post(f"/api/gb28181/devices/{DEV}/catalog")
     assert r.status_code == 503 and "enabled = true" in r.json()["error"]
+
+
+@pytest.fixture
+def recorder_site(tmp_path, db, clock):
+    """A device that answers RecordInfo from its own storage; its channel is known."""
+    from viis.interconnect.gb28181.devices import DeviceStore
+    from viis.registry.service import CameraService
+
+    site = Site(tmp_path, db, clock)
+    with site.app.db.session() as s:
+        DeviceStore(CameraService(site.app.rules, clock)).sync_catalog(
+            s, DEV, [{"DeviceID": CH1, "Name": "大门", "Parental": "0"}], True, clock.wall_ms())
+    run = Running(site.app)
+    site.api.state.gb28181 = run.svc
+    dev = _device(run.svc.port, tmp_path, "gb_device_records_ooc.xml")
+    try:
+        assert _wait(lambda: DEV in run.svc.platform.peers
+                     and run.svc.platform.peers[DEV].registered)
+        yield site
+    finally:
+        dev.terminate()
+        dev.wait(10)
+        run.stop()
+
+
+def test_a_devices_own_recordings_are_listed_through_the_door(recorder_site):
+    from viis.access.retrieval_models import RegisterEntry
+
+    site = recorder_site
+    url = (f"/api/gb28181/devices/{DEV}/channels/{CH1}/records"
+           "?start=2026-01-01T08:00:00&end=2026-01-01T11:00:00")
+    op = _as(site, "oper1", ("operator_on_duty",))
+    r = op.get(url)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["complete"] and len(body["records"]) == 3
+    assert body["records"][0]["start_ms"] == 1_767_225_600_000  # 08:00 Beijing
+    with site.app.db.session() as s:  # the door wrote the use into the register (N16.1)
+        assert s.query(RegisterEntry).count() >= 1
+    assert _as(site, "cop", ("police_investigator",)).get(url).status_code == 403
+    with site.app.db.session() as s:
+        s.scalar(select(Camera)).security_level = 4
+    assert _as(site, "lowop", ("operator_on_duty",), clearance=3).get(url).status_code == 404
+    bad = op.get(f"/api/gb28181/devices/{DEV}/channels/{CH1}/records?start=x&end=y")
+    assert bad.status_code in (400, 422)
+    long = op.get(f"/api/gb28181/devices/{DEV}/channels/{CH1}/records"
+                  "?start=2026-01-01T00:00:00&end=2026-03-01T00:00:00")
+    assert long.status_code == 422 and "31 days" in long.json()["error"]
+
+
+def test_a_device_refused_for_a_wrong_password_is_listed_with_that_cause(site, tmp_path):
+    other = "34020000001320000055"
+    done = subprocess.run(
+        [SIPP, f"127.0.0.1:{site.run.svc.port}", "-sf", str(SCEN / "gb_device_wrong_password.xml"),
+         "-m", "1", "-l", "1", "-t", "u1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
+         "-s", other, "-au", other, "-ap", "not-the-password", "-set", "domain", SERVER[:10],
+         "-set", "server", SERVER, "-timeout", "20", "-timeout_error", "-nostdin"],
+        cwd=tmp_path, capture_output=True, timeout=40)
+    assert done.returncode == 0, done.stdout[-2000:]
+    r = _as(site, "maint1", ("maintainer",)).get("/api/gb28181/devices")
+    views = {d["device_id"]: d for d in r.json()["devices"]}
+    assert views[DEV]["registered"]
+    assert not views[other]["registered"] and "wrong password" in views[other]["cause"]

@@ -18,14 +18,16 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from viis.access.door import authorize_footage
 from viis.access.policy import Principal, may_see_camera
+from viis.core.clock import parse_time
 from viis.core.errors import NotFound, ValidationFailed, ViisError
 from viis.integrity.audit import AuditLog
 from viis.interconnect.gb28181 import ptz as ptzcodec
 from viis.interconnect.gb28181.cause_codes import device_codes
 from viis.interconnect.gb28181.devices import DeviceStore, channel_view, device_view
 from viis.registry.models import Camera
-from viis.web.auth import allow
+from viis.web.auth import allow, footage_scope, principal
 
 router = APIRouter(prefix="/api/gb28181", tags=["gb28181"])
 _ID = re.compile(r"^[0-9A-Za-z]{1,32}$")
@@ -99,8 +101,7 @@ async def _merged(request: Request, device_id: str | None = None) -> list[dict[s
 
     async def merge() -> list[dict[str, Any]]:
         by_id = {v["device_id"]: (v, c) for v, c in rows}
-        ids = [device_id] if device_id else sorted(set(by_id) | {
-            k for k, p in svc.platform.peers.items() if p.registered})
+        ids = [device_id] if device_id else sorted(set(by_id) | set(svc.listed_peers()))
         out = []
         for i in ids:
             view, chans = by_id.get(i, (None, []))
@@ -138,6 +139,44 @@ async def device(request: Request, device_id: str) -> dict:
 @router.get("/devices/{device_id}/channels", dependencies=[Depends(allow("gb.read"))])
 async def channels(request: Request, device_id: str) -> list[dict]:
     return (await device(request, device_id))["channels"]
+
+
+@router.get("/devices/{device_id}/channels/{channel_id}/records",
+            dependencies=[Depends(allow("gb.read"))])
+async def records(request: Request, device_id: str, channel_id: str, start: str,
+                  end: str) -> dict:
+    """The recordings a device keeps of a channel on its own storage (RecordInfo, split
+    answers aggregated). Where footage is, like the timeline: it passes the one door as
+    ``timeline`` for the channel's camera (invariant 3, Q13.1) and is a register entry."""
+    _check_id(device_id, "device_id")
+    _check_id(channel_id, "channel_id")
+    if len(start) > 64 or len(end) > 64:
+        raise ValidationFailed("start and end must be ISO 8601 times or UTC milliseconds",
+                               field="start")
+    frm, to = parse_time(start), parse_time(end)
+    if not 0 < to - frm <= 31 * 86_400_000:
+        raise ValidationFailed("end must be after start, at most 31 days later", field="end")
+    svc = _svc(request)
+    app = _app(request)
+    who = principal(request)
+
+    def door() -> None:
+        with app.db.session() as s:
+            ch = DeviceStore(app.cameras).channel(s, device_id, channel_id)
+            cam = s.get(Camera, ch.camera_id) if ch is not None and ch.camera_id else None
+            if cam is None or not may_see_camera(who, cam.security_level):
+                raise NotFound(f"no channel {channel_id} of device {device_id}")
+            authorize_footage(who, "timeline", cam.id, frm, to,
+                              security_level=cam.security_level,
+                              scope=footage_scope(request, who), now_ms=app.clock.wall_ms())
+
+    await run_in_threadpool(door)
+    r = await svc.call(svc.record_info, device_id, channel_id, frm, to)
+    return {"device_id": device_id, "channel_id": channel_id, "complete": r.complete,
+            "sum_num": r.sum_num,
+            "records": [{"start_ms": x.get("start_ms"), "end_ms": x.get("end_ms"),
+                         "type": x.get("Type"), "name": x.get("Name"),
+                         "file_path": x.get("FilePath")} for x in r.items]}
 
 
 @router.post("/devices/{device_id}/catalog", dependencies=[Depends(allow("gb.write"))])

@@ -562,6 +562,16 @@ class GbPlatformService:
         """The platform's per-peer SIP trace (:class:`.trace.SipTrace`)."""
         return self.platform.trace
 
+    def listed_peers(self, attempts: int = 500) -> list[str]:
+        """Peers the API lists beside the stored devices: the registered ones, and up to
+        ``attempts`` of the most recent that tried and failed (a wrong password is exactly
+        what an operator needs to see; the cap keeps a scan from flooding the list)."""
+        peers = self.platform.peers
+        failed = sorted((p for p in peers.values() if not p.registered and (
+            p.auth_failures or p.challenges_in_a_row or p.last_error)),
+            key=lambda p: p.last_seen or 0, reverse=True)[:attempts]
+        return [k for k, p in peers.items() if p.registered] + [p.device_id for p in failed]
+
     def _trace_keys(self, device_id: str) -> list[str]:
         """A device's trace covers its ID (REGISTER, MESSAGE) and its address (INVITE and BYE
         go to its channels' IDs, which are not the device's)."""
