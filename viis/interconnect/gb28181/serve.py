@@ -1,0 +1,289 @@
+"""Media answering on the cascade side: an upper platform's INVITE for a shared channel
+becomes PS over RTP from our footage (Q13.1: the sharing, police image and emergency
+command platforms see our cameras level by level and with permission; Q12.1, N12.1).
+
+- ``s=Play``: the camera's live stream from the recorder's packet tap
+  (:class:`.feeds.LiveFeed`; the recorder stays the only client of the camera, invariant 6),
+  packed into PS and sent by :class:`.rtpps.PsSender` without transcoding.
+- ``s=Playback`` / ``s=Download``: recorded segments from the ``t=`` range
+  (:class:`.feeds.PlaybackFeed`), paced at 1x (playback) or the ``a=downloadspeed``
+  (download); MANSRTSP INFO in the dialog pauses, seeks (``Range: npt=120-``) and changes
+  the speed (``Scale: 2.0``, 0.5-8x). At the end of the range a MediaStatus 121 tells the
+  upper the file is done; BYE from either side ends the session.
+- Transport per the offer: ``RTP/AVP`` is UDP to the offered address; ``TCP/RTP/AVP`` with
+  ``a=setup:passive`` (the upper listens) makes us connect, ``a=setup:active`` makes us
+  listen on the port of our answer (RFC 4571 framing either way).
+
+**One door** (invariant 3): every INVITE passes :func:`viis.access.door.authorize_footage`
+under the upper platform's identity (:meth:`.cascade.Cascade.principal`: ``gb28181:<server
+id>``, clearance = the platform's grade) with ``live``, ``playback`` or — a download is a
+copy — ``export`` for the camera and time range, and writes one register entry whose purpose
+names the platform and channel (Q19.1, Q24.1(3), N16.1), allowed or refused. Refused: 403.
+A channel the upper may not see (not shared, disabled, above its grade) is 404 before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from viis.access.door import Forbidden, FootageUse, authorize_footage
+from viis.core.logging import get_logger
+from viis.interconnect.gb28181 import manscdp, mansrtsp
+from viis.interconnect.gb28181.endpoint import InviteAnswer
+from viis.interconnect.gb28181.feeds import LiveFeed, LiveTap, PlaybackFeed, RecordingReader
+from viis.interconnect.gb28181.rtpps import PsSender
+from viis.interconnect.gb28181.sdp import GbSdp, SdpError, build_sdp, make_ssrc, parse_sdp
+from viis.interconnect.gb28181.sip import SipUri
+
+log = get_logger(__name__)
+
+ACTIONS = {"Play": "live", "Playback": "playback", "Download": "export"}
+ACK_TIMEOUT_S = 32.0  # 64*T1: a session whose ACK never comes is closed
+TCP_CONNECT_WAIT_S = 10.0  # setup:active: how long we wait for the upper to connect
+
+
+def register_sink(db, upper, channel_id: str, session: str):
+    """The register sink for one INVITE: the door's entry (viis.access.register.record),
+    with the upper platform as the unit and what it asked for as the purpose (N16.1:
+    reason, content, unit and name of whoever views)."""
+    from viis.access.register import record
+
+    def sink(use: FootageUse) -> None:
+        with db.session() as s:
+            e = record(s, use)
+            e.unit_name = f"{upper.name} ({upper.server_id})"[:200]
+            e.request_kind = "gb28181"
+            e.purpose = (f"GB/T 28181 {session} requested by upper platform {upper.name} "
+                         f"({upper.server_id}) for channel {channel_id} (Q13.1)")[:2000]
+    return sink
+
+
+@dataclass(eq=False)
+class UpSession:
+    """One media session to an upper platform."""
+
+    upper: Any
+    channel_id: str
+    camera_id: int
+    kind: str  # Play | Playback | Download
+    offer: GbSdp
+    sender: PsSender
+    feed: LiveFeed | PlaybackFeed
+    task: asyncio.Task | None = None
+    ended: str = ""  # why it ended
+    stats: dict = field(default_factory=lambda: {"frames": 0, "infos": 0})
+
+
+class MediaAnswerer:
+    """Answers the INVITEs the cascade hands it (:meth:`Cascade.set_invite_handler`).
+
+    ``tap``: the :class:`LiveTap` on the recorder; ``clock``: the gb28181 clock pacing
+    playback; ``media_host``: the address put in our SDP answers (default: the address the
+    cascade endpoint is reached at from the upper)."""
+
+    def __init__(self, app, cascade, tap: LiveTap, *, clock=None, media_host: str | None = None,
+                 bind_host: str = "0.0.0.0") -> None:
+        self.app, self.cascade, self.tap = app, cascade, tap
+        self.clock = clock or cascade.clock
+        self.media_host, self.bind_host = media_host, bind_host
+        self.sessions: dict[str, UpSession] = {}  # Call-ID -> session
+        self._ssrc = itertools.count(1)
+        self.refused = 0
+
+    @classmethod
+    def attach(cls, cascade, recorder, **kw) -> MediaAnswerer:
+        """Put a packet tap on ``recorder`` and answer ``cascade``'s INVITEs."""
+        m = cls(cascade.app, cascade, LiveTap.attach(recorder), **kw)
+        cascade.set_invite_handler(m.on_invite)
+        return m
+
+    # ---- INVITE --------------------------------------------------------------------------
+    async def on_invite(self, upper, req, txn) -> InviteAnswer:
+        try:
+            offer = parse_sdp(req.body)
+        except SdpError as e:
+            return InviteAnswer(400, reason=f"Bad SDP: {e}"[:80])
+        kind = offer.session if offer.session in ACTIONS else None
+        if kind is None:
+            return InviteAnswer(488, reason="Session Not Supported")
+        channel_id = self._channel_of(req, offer)
+        share = await self.cascade.share_async(upper, channel_id) if channel_id else None
+        if share is None:  # not shared with this upper, disabled or above its grade (Q13.1)
+            return InviteAnswer(404, reason="No Such Channel")
+        start_ms = end_ms = None
+        if kind != "Play":
+            if offer.end <= offer.start:
+                return InviteAnswer(400, reason="Playback Needs A Time Range")
+            start_ms, end_ms = offer.start * 1000, offer.end * 1000
+        try:
+            await self._door(upper, share, kind, start_ms, end_ms)
+        except Forbidden as e:
+            self.refused += 1
+            log.warning("gb.serve.refused", upper=upper.server_id, channel=channel_id,
+                        reason=str(e)[:200])
+            return InviteAnswer(403, reason="Forbidden")
+        if kind == "Play":
+            feed: LiveFeed | PlaybackFeed = self.tap.open(share.camera_id)
+        else:
+            reader = RecordingReader.of_camera(self.app.db, self.app.settings.segments_path,
+                                               share.camera_id)
+            if not await asyncio.get_running_loop().run_in_executor(
+                    None, self._has_footage, share.camera_id, start_ms, end_ms):
+                return InviteAnswer(404, reason="No Recording In Range")
+            speed = float(offer.download_speed or 1) if kind == "Download" else 1.0
+            feed = PlaybackFeed(reader, start_ms, end_ms, self.clock,
+                                scale=min(max(speed, 0.5), 8.0))
+        try:
+            sender = await self._open_sender(offer)
+        except (OSError, TimeoutError, ValueError) as e:
+            feed.close()
+            log.warning("gb.serve.transport_failed", upper=upper.server_id, error=str(e)[:200])
+            return InviteAnswer(488, reason="Media Transport Failed")
+        sess = UpSession(upper, channel_id, share.camera_id, kind, offer, sender, feed)
+        self.sessions[req.call_id] = sess
+        answer = self._answer_sdp(upper, req, offer, sender, channel_id)
+        log.info("gb.serve.invite", upper=upper.server_id, channel=channel_id, session=kind,
+                 mode=sender.mode, local_port=sender.local_port)
+        return InviteAnswer(200, sdp=answer, on_ack=lambda d, ack: self._start(sess),
+                            on_bye=lambda d, bye: self._end(req.call_id, "bye"),
+                            on_request=lambda d, r, t: self._on_info(sess, r, t))
+
+    @staticmethod
+    def _channel_of(req, offer: GbSdp) -> str:
+        """The channel: Request-URI user (sip:<channel>@…), else ``u=<channel>:0``, else
+        the first part of the Subject (``<channel>:<ssrc>,<platform>:0``)."""
+        try:
+            user = SipUri.parse(req.uri).user
+        except Exception:  # noqa: BLE001 - a bent URI: try the other places
+            user = None
+        if user:
+            return user
+        if offer.u:
+            return offer.u.split(":")[0]
+        subject = req.headers.get("Subject") or ""
+        return subject.split(":")[0].strip()
+
+    async def _door(self, upper, share, kind: str, start_ms, end_ms) -> None:
+        principal = self.cascade.principal(upper)
+        sink = register_sink(self.app.db, upper, share.channel_id, kind)
+        now = self.app.clock.wall_ms()
+
+        def decide() -> None:
+            authorize_footage(principal, ACTIONS[kind], share.camera_id, start_ms, end_ms,
+                              security_level=share.security_level, now_ms=now, register=sink)
+        await asyncio.get_running_loop().run_in_executor(None, decide)
+
+    def _has_footage(self, camera_id: int, start_ms: int, end_ms: int) -> bool:
+        from viis.media.index import segments_between
+
+        with self.app.db.session() as s:
+            return bool(segments_between(s, camera_id, start_ms, end_ms))
+
+    async def _open_sender(self, offer: GbSdp) -> PsSender:
+        ssrc = offer.ssrc_int
+        if ssrc is None:
+            ssrc = int(make_ssrc(self.cascade.endpoint.domain, next(self._ssrc),
+                                 playback=offer.session != "Play"))
+        remote = (offer.ip, offer.port)
+        if offer.transport.upper() == "TCP":
+            if (offer.setup or "passive").lower() == "active":
+                return await PsSender.open("tcp-passive", None, ssrc, self.bind_host)
+            return await PsSender.open("tcp-active", remote, ssrc, self.bind_host,
+                                       connect_timeout=TCP_CONNECT_WAIT_S)
+        return await PsSender.open("udp", remote, ssrc, self.bind_host)
+
+    def _answer_sdp(self, upper, req, offer: GbSdp, sender: PsSender, channel_id: str) -> str:
+        host = self.media_host or self.cascade.endpoint.contact_host(req.source)
+        tcp = offer.transport.upper() == "TCP"
+        setup = None
+        if tcp:
+            setup = "passive" if sender.mode == "tcp-passive" else "active"
+        ans = GbSdp(session=offer.session, origin_id=channel_id, ip=host,
+                    port=sender.local_port, transport="TCP" if tcp else "UDP", setup=setup,
+                    direction="sendonly", payloads={96: "PS"},
+                    ssrc=offer.ssrc or f"{sender.ssrc:010d}", u=offer.u, start=offer.start,
+                    end=offer.end, download_speed=offer.download_speed,
+                    connection="new" if tcp else None)
+        return build_sdp(ans)
+
+    # ---- streaming ----------------------------------------------------------------------
+    def _start(self, sess: UpSession) -> None:
+        if sess.task is None and not sess.ended:
+            sess.task = asyncio.get_running_loop().create_task(
+                self._pump(sess), name=f"gb-serve-{sess.channel_id}")
+
+    async def _pump(self, sess: UpSession) -> None:
+        if sess.sender.mode == "tcp-passive" and \
+                not await sess.sender.wait_connected(TCP_CONNECT_WAIT_S):
+            log.warning("gb.serve.peer_never_connected", upper=sess.upper.server_id,
+                        channel=sess.channel_id)
+        try:
+            while True:
+                f = await sess.feed.next()
+                if f is None:
+                    break
+                sess.sender.send_frame(f.nals, f.pts90k, f.key, f.params)
+                sess.stats["frames"] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a broken session ends alone, said
+            log.exception("gb.serve.pump_failed", channel=sess.channel_id)
+            return
+        if isinstance(sess.feed, PlaybackFeed) and sess.feed.ended and not sess.ended:
+            await self._media_status(sess)
+
+    async def _media_status(self, sess: UpSession) -> None:
+        """MediaStatus 121: the played-back (downloaded) range is done; the upper sends BYE."""
+        client = self.cascade.client(sess.upper.id)
+        if client is None:
+            return
+        body = manscdp.media_status(sess.channel_id, client.next_sn(), "121",
+                                    charset=sess.upper.charset)
+        try:
+            await client.send_message(body)
+            sess.stats["media_status"] = 121
+        except Exception as e:  # noqa: BLE001 - the upper is gone: BYE or timeout will end it
+            log.warning("gb.serve.media_status_failed", channel=sess.channel_id, error=str(e))
+
+    def _on_info(self, sess: UpSession, req, txn) -> None:
+        """MANSRTSP in the dialog: PAUSE, PLAY (resume, ``Range: npt=`` seek, ``Scale``)."""
+        sess.stats["infos"] += 1
+        feed = sess.feed
+        if req.method != "INFO" or not isinstance(feed, PlaybackFeed):
+            txn.reply(405 if req.method != "INFO" else 455)
+            return
+        try:
+            m = mansrtsp.parse(req.body)
+            if m.method == "PAUSE":
+                feed.pause()
+            elif m.method == "PLAY":
+                if m.scale is not None:
+                    feed.set_scale(abs(m.scale))
+                if m.range_start is not None:
+                    feed.seek(m.range_start)
+                feed.play()
+            elif m.method == "TEARDOWN":
+                feed.close()
+        except (mansrtsp.MansRtspError, ValueError) as e:
+            log.warning("gb.serve.bad_mansrtsp", channel=sess.channel_id, error=str(e)[:200])
+            txn.reply(457 if "scale" in str(e) or "seek" in str(e) else 400)
+            return
+        txn.reply(200)
+
+    def _end(self, call_id: str, why: str) -> None:
+        sess = self.sessions.pop(call_id, None)
+        if sess is None:
+            return
+        sess.ended = why
+        sess.feed.close()
+        if sess.task is not None:
+            sess.task.cancel()
+        asyncio.get_running_loop().create_task(sess.sender.close())
+        log.info("gb.serve.ended", channel=sess.channel_id, why=why, frames=sess.stats["frames"])
+
+    async def close(self) -> None:
+        for call_id in list(self.sessions):
+            self._end(call_id, "stop")
