@@ -494,3 +494,50 @@ def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed
             await up.stop()
 
     run(main())
+
+
+def test_a_fault_raised_in_the_health_layer_reaches_the_upper_as_an_alarm(
+        sqlite_db, rules, tmp_path):
+    """The wiring viis run uses: a fault raised through viis.health.faults opens a ticket,
+    whose event (after commit) reaches the cascade beside the desk's own notifier and goes
+    up as an Alarm MESSAGE for the shared channel; a signal loss also turns it OFF."""
+    from viis.health.faults import clear_fault, raise_fault
+    from viis.health.tickets import TicketDesk
+
+    app = SimpleNamespace(db=sqlite_db, clock=app_on(sqlite_db).clock, rules=rules)
+    sent = []
+
+    class Notifier:
+        def send(self, ev):
+            sent.append(ev.event)
+
+    async def main():
+        cam = add_camera(app, rules, "gate")
+        up, u, c = await lower_and_upper(app)
+        desk = TicketDesk(app, Notifier(), evidence_dir=tmp_path / "evidence")
+        try:
+            c.attach_health(desk)
+            share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
+            now = app.clock.wall_ms()
+
+            def work(fn, *a, **kw):
+                with sqlite_db.session() as s:
+                    fn(s, *a, **kw)
+
+            loop = asyncio.get_running_loop()  # faults are raised in worker threads
+            await loop.run_in_executor(None, lambda: work(
+                raise_fault, "video_signal_loss", "critical", "no keyframe for 30 s", now,
+                camera_id=cam.id))
+            assert await wait_for(lambda: up.bodies("Alarm"))
+            (_, alarm), = up.bodies("Alarm")
+            assert alarm.device_id == CH.format(1) and alarm.text("AlarmMethod") == "6"
+            assert not c.online(cam.id) and sent == ["opened"]
+            await loop.run_in_executor(None, lambda: work(
+                clear_fault, "video_signal_loss", now + 1000, camera_id=cam.id))
+            assert await wait_for(lambda: c.online(cam.id))
+        finally:
+            desk.detach()
+            await c.stop()
+            await up.stop()
+
+    run(main())
