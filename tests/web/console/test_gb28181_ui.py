@@ -14,6 +14,7 @@ tested in tests/interconnect/test_devices_sipp.py).
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -31,10 +32,12 @@ UPPER_PASSWORD = "Upper-Only-Secret-8812"
 AUDITOR_PASSWORD = "audit-only-2026!"
 
 
-def _sipp(port: int, cwd, scenario: str, device: str, password: str, *extra: str) -> subprocess.Popen:
+def _sipp(port: int, cwd, scenario: str, device: str, password: str, *extra: str,
+          local_port: int | None = None, calls: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
-        [SIPP, f"127.0.0.1:{port}", "-sf", str(SCEN / scenario), *extra, "-m", "1", "-l", "1",
-         "-t", "u1", "-i", "127.0.0.1", "-p", str(free_udp_port()), "-s", device, "-au", device,
+        [SIPP, f"127.0.0.1:{port}", "-sf", str(SCEN / scenario), *extra, "-m", str(calls),
+         "-l", "1", "-t", "u1", "-i", "127.0.0.1", "-p", str(local_port or free_udp_port()),
+         "-s", device, "-au", device,
          "-ap", password, "-set", "domain", SERVER[:10], "-set", "server", SERVER,
          "-timeout", "30", "-nostdin"],
         cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -193,6 +196,44 @@ def test_switching_the_trace_on_shows_register_and_message_lines(console, browse
     toggle.click()
     page.locator('#gb-trace-toggle[aria-pressed="false"]').wait_for()
     proc.wait(30)
+
+
+def test_the_ptz_pad_moves_the_camera_through_the_device(console, browser_page):
+    """PTZ for a user who may (gb.ptz: the administrator here is also an operator on duty):
+    pressing an arrow sends the move, releasing it the stop, as DeviceControl MESSAGEs to
+    the device, which sipp answers at the address the device registered from."""
+    from sqlalchemy import select
+
+    from viis.integrity.models import AuditEntry
+
+    svc, tmp = console.extra["svc"], console.extra["tmp"]
+    port = free_udp_port()
+    reg = _sipp(svc.port, tmp, "gb_device_catalog.xml", DEV, DEV_PASSWORD, local_port=port)
+    assert reg.wait(30) == 0  # registered from `port` and kept alive, then ended
+    # the same port now answers what the platform sends: two MESSAGEs (move, stop)
+    answer = _sipp(svc.port, tmp, "gb_device_catalog_ooc.xml", DEV, DEV_PASSWORD,
+                   local_port=port, calls=2)
+    console.extra["procs"].append(answer)
+    page = browser_page
+    _open(page, console)
+    page.click(f"#gb-open-{DEV}")
+    right = page.locator(f'#gb-ptz-{CH1} button[data-action="right"]')
+    right.wait_for()
+    assert right.get_attribute("title") == "Right"
+    right.dispatch_event("pointerdown")
+    right.dispatch_event("pointerup")
+
+    def audited():
+        with console.app.db.session() as s:
+            return [json.loads(e.details) for e in s.scalars(select(AuditEntry).where(
+                AuditEntry.kind == "gb28181.ptz").order_by(AuditEntry.seq))]
+
+    got = wait_until(lambda: len(audited()) >= 2 and audited(), 20, 0.3,
+                     "the PTZ commands were not sent")
+    assert [d["action"] for d in got[-2:]] == ["right", "stop"]
+    assert got[-2]["ptz"] == "A50F0101808000B6"  # pan right at 0x80 (the notes' example)
+    assert answer.wait(30) == 0, "sipp did not receive both DeviceControl MESSAGEs"
+    assert page.locator("#gb-action-message").inner_text() == ""  # no refusal shown
 
 
 def test_an_upper_platform_added_in_the_form_is_stored_and_its_password_never_shown(console, browser_page):

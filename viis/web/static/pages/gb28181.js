@@ -312,12 +312,18 @@ export default async function render(root, ctx) {
 
   function ptzPad(deviceId, c, out) {
     if (!can.ptz || c.removed || !c.camera_id || !PTZ_TYPES.includes(c.ptz_type)) return dash();
-    const send = async (action) => {
-      try {
-        await api(`/api/gb28181/devices/${deviceId}/channels/${c.channel_id}/ptz`, { method: "POST", body: { action, speed: 128 } });
-      } catch (e) {
-        clear(out).append(...refusal(e));
-      }
+    // one command after the other: a quick press must not let "stop" overtake the move it
+    // stops (two concurrent requests may reach the device in either order)
+    let queue = Promise.resolve();
+    const send = (action) => {
+      queue = queue.then(async () => {
+        try {
+          await api(`/api/gb28181/devices/${deviceId}/channels/${c.channel_id}/ptz`, { method: "POST", body: { action, speed: 128 } });
+        } catch (e) {
+          clear(out).append(...refusal(e));
+        }
+      });
+      return queue;
     };
     // the arrows are drawn by the style sheet (button[data-action]::after): no text to translate
     const pad = h("div", { class: "gb-ptz", id: `gb-ptz-${c.channel_id}` }, ...PTZ_PAD.map((action) => {
