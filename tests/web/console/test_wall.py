@@ -4,6 +4,8 @@ so and recovers by itself, the wall is saved per user, and nothing is left untra
 
 from __future__ import annotations
 
+import time
+
 from tests.web.console.helpers import (
     assert_all_translated,
     catalogue,
@@ -37,6 +39,10 @@ def _advancing(page, n: int, timeout: float = 45.0) -> list[int]:
 def test_a_four_tile_wall_plays_every_camera_live_and_each_picture_advances(browser_page, console):
     page = _open_wall(browser_page, console, 4)
     wait_until(lambda: page.locator(PLAYING).count() == 4, 45, 0.5, "4 tiles never played")
+    # Chromium has WebCodecs: every tile decodes through it (player.js CodecSink)
+    decoders = [page.get_attribute(f".tile[data-tile='{i}'] .player", "data-decoder")
+                for i in range(4)]
+    assert decoders == ["webcodecs"] * 4
     codes = _advancing(page, 4)
     assert len(set(codes)) >= 1
     names = page.locator(".tile .label").all_text_contents()
@@ -58,6 +64,108 @@ def test_a_dropped_camera_tile_reports_the_loss_and_recovers_by_itself(browser_p
     wait_until(lambda: tile.get_attribute("data-state") == "playing", 60, 0.5,
                "the tile did not recover after the camera came back")
     _advancing(page, 4)
+
+
+# A browser without WebCodecs (or MediaStreamTrackGenerator), e.g. Firefox, or a console
+# reached over plain http from another machine (not a secure context).
+_NO_WEBCODECS = "delete window.VideoDecoder; delete window.MediaStreamTrackGenerator;"
+
+# A page that cannot keep up: its main thread is busy 7/8 of the time while window.__busy.
+_OVERLOAD = """window.__busy = true;
+setInterval(() => { if (!window.__busy) return;
+  const end = performance.now() + 700; while (performance.now() < end) { /* busy */ } }, 800);"""
+
+_NOW_AND_PICTURE = """(sel) => {
+  const v = document.querySelector(sel);
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  c.getContext('2d').drawImage(v, 0, 0);
+  return {now: Date.now(), url: c.toDataURL('image/png')};
+}"""
+
+
+def _age_on_screen(page, sel: str) -> float | None:
+    """Seconds between the capture of the picture a tile shows and now (page clock, which
+    is the simulated cameras' clock on this machine)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from viis.simcam.timecode import decode_timecode, resolve_capture_ms
+
+    got = page.evaluate(_NOW_AND_PICTURE, sel)
+    if got is None:
+        return None
+    raw = base64.b64decode(got["url"].split(",", 1)[1])
+    code = decode_timecode(np.asarray(Image.open(io.BytesIO(raw)).convert("L")))
+    if code is None:
+        return None
+    return (got["now"] - resolve_capture_ms(code, got["now"], 60_000)) / 1000
+
+
+def test_without_webcodecs_the_wall_plays_through_media_source_extensions(new_page, console):
+    """Q2.1: the MSE path stays the fallback where WebCodecs is absent."""
+    page = new_page()
+    page.context.add_init_script(_NO_WEBCODECS)
+    _open_wall(page, console, 4)
+    wait_until(lambda: page.locator(PLAYING).count() == 4, 45, 0.5, "4 tiles never played")
+    assert page.evaluate("typeof VideoDecoder") == "undefined"
+    decoders = [page.get_attribute(f".tile[data-tile='{i}'] .player", "data-decoder")
+                for i in range(4)]
+    assert decoders == ["mse"] * 4
+    _advancing(page, 4)
+
+
+def test_a_page_that_cannot_decode_in_time_shows_keyframes_only_says_so_and_stays_live(
+        new_page, console):
+    """Q2.1, Q19.1: a duty wall must show what happens now. When the page falls behind
+    (here its main thread is kept busy 7/8 of the time), the tile skips to keyframes
+    instead of showing an ever older picture, says so, and returns to every frame when the
+    page can keep up again."""
+    cam = console.camera_ids()[0]
+    assert console.http().put("/api/me/settings",
+                              json={"wall": {"layout": 1, "tiles": [cam]}}).status_code == 200
+    page = new_page()
+    page.context.add_init_script(_OVERLOAD)
+    try:
+        page.goto(console.url + "/#/wall")
+        player = ".tile[data-tile='0'] .player"
+        wait_until(lambda: page.get_attribute(player, "data-state") == "playing", 60, 0.5,
+                   "the tile never played")
+        assert page.get_attribute(player, "data-decoder") == "webcodecs"
+        wait_until(lambda: page.get_attribute(player, "data-key-only") == "1", 60, 0.5,
+                   "the overloaded tile never fell back to keyframes")
+        assert page.is_visible(f"{player} .note")
+        assert page.text_content(f"{player} .note") == catalogue("en")["wall.tile.key_only"]
+        # what it shows stays recent: a keyframe at most ~1 s old when shown, held until the
+        # next one (GOP 1 s), read through a page that answers 1/8 of the time
+        ages = [a for a in (_age_on_screen(page, f"{player} video") for _ in range(6))
+                if a is not None]
+        assert len(ages) >= 3, ages
+        assert max(ages) < 3.0, ages
+        # the page keeps up again: after the keyframes-only spell, every frame again
+        page.evaluate("window.__busy = false")
+        wait_until(lambda: page.get_attribute(player, "data-key-only") != "1", 45, 0.5,
+                   "the tile stayed on keyframes after the page caught up")
+        assert not page.is_visible(f"{player} .note")
+        shown = "(sel) => document.querySelector(sel).player.sink.shown"
+        rates = []
+
+        def full_rate() -> bool:  # >= 10 frames/s over 2 s (keyframes alone are 1/s)
+            n0 = page.evaluate(shown, player)
+            time.sleep(2)
+            rates.append((page.evaluate(shown, player) - n0) / 2)
+            return rates[-1] >= 10
+
+        wait_until(full_rate, 40, 0, "no full frame rate (>= 10/s) once the page keeps up")
+        ages = [a for a in (_age_on_screen(page, f"{player} video") for _ in range(3))
+                if a is not None]
+        assert ages and max(ages) < 1.0, ages
+    finally:
+        console.http().put("/api/me/settings", json={"wall": None})
 
 
 def test_the_wall_is_saved_per_user_and_comes_back_after_a_reload(browser_page, console):
