@@ -16,13 +16,24 @@ Clock alignment: the page asks the server's time over the live WebSocket five ti
 error <= RTT/2); here page and server share one machine, so the offset is ~0 and the code
 is the same one a remote console uses.
 
-Phases: 1 tile for --seconds (p50_s_1, p95_s_1; every presented frame read), then the
-16-tile wall for --seconds (p50_s_16, p95_s_16; one frame per tile every 200 ms is read
-back, because reading pixels costs the page CPU; every presented frame is counted for
-presented_fps_per_tile_16). Time to first frame: from the <video> element's creation (the tile
-opening) to its first presented frame, for every tile of the 16-tile wall (first_frame_s:
-median over the 15 tiles whose camera nobody watched before, i.e. the cold case;
-first_frame_s_max; and the warm re-open of the first camera).
+Phases (--phases, each --seconds long, about 4.5 min in all with 60 s):
+  1      one tile, main stream 640x360 (p50_s_1, p95_s_1; every presented frame read);
+  16     the 16-tile wall of main streams (p50_s_16, p95_s_16; one frame per tile every
+         200 ms is read back, because reading pixels costs the page CPU; every presented
+         frame is counted for presented_fps_per_tile_16);
+  16sub  the same wall through the cameras' sub streams, 320x180 (the simulated fleet serves
+         them; the cameras get their sub_url for this phase only): *_16_sub.
+Time to first frame: from the <video> element's creation (the tile opening) to its first
+presented frame, for every tile of the 16-tile wall (first_frame_s: median over the 15
+tiles whose camera nobody watched before, i.e. the cold case; first_frame_s_max_16; and the
+warm re-open of the first camera). With sub streams the hub opens each sub stream when its
+tile opens, so first_frame_s_16_sub includes an RTSP session set-up and up to one GOP.
+
+--player webcodecs (default) is the console as shipped: WebCodecs where the browser has it,
+MSE otherwise; --player mse forces the MSE fallback (the page's localStorage switch), for
+A/B runs in the same window. Per tile at the end of each phase: decoder, skips,
+keyframes-only spells, frames dropped as too old (players_*_at_end); load average at the
+start and end of each phase (load_1min_*).
 
 Baseline, same run, same window: during each phase ffmpeg reads camera 1's RTSP stream
 directly (`-fflags nobuffer -flags low_delay`, TCP), decodes it and pipes raw frames to
@@ -60,7 +71,8 @@ VIIS = str(Path(sys.executable).with_name("viis"))
 CYCLE_MS = 60_000  # SimFleet's default cycle (viis run does not change it)
 PASSWORD = "bench-latency-2026!"
 SAMPLE_MS = 200  # 16 tiles: read one frame per tile per 200 ms (readback is not free)
-TARGETS = {"p50_s_1": 1.0, "p95_s_1": 1.5, "p95_s_16": 2.0, "first_frame_s": 1.5}
+TARGETS = {"p50_s_1": 1.0, "p95_s_1": 1.5, "p95_s_16": 2.0, "p95_s_16_sub": 2.0,
+           "first_frame_s": 1.5}
 
 # In-page probe: for every <video> of the wall, the latency of each presented frame.
 PROBE = r"""
@@ -132,6 +144,19 @@ PROBE = r"""
     .observe(document, { childList: true, subtree: true });
 })();
 """
+
+
+# Per tile at the end of a phase: which decoder, how often it skipped or fell to keyframes.
+DIAG = """() => [...document.querySelectorAll('.player')].map((el) => {
+  const p = el.player, v = p.video, e = p.sink && p.sink.edge(), s = p.sink;
+  return {state: p.state, decoder: el.dataset.decoder || null, skips: p.skips || 0,
+          key_age_s: p.age, buffer_lag_s: e ? e[1] - v.currentTime : null,
+          key_only: p.keyOnly || 0, clock_offset_ms: p.clockOffset,
+          dropped: v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().droppedVideoFrames : null,
+          wc: s && s.decoded !== undefined ? {decoded: s.decoded, shown: s.shown, late: s.late,
+            skips: s.skips, keyOnlyCount: s.keyOnlyCount, keyOnly: s.keyOnly,
+            queue: s.decoder.decodeQueueSize, error: s.error} : null};
+})"""
 
 
 def free_port() -> int:
@@ -225,6 +250,12 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--gop", type=float, default=1.0)
+    ap.add_argument("--player", choices=("webcodecs", "mse"), default="webcodecs",
+                    help="webcodecs: the console's default (MSE where WebCodecs is absent); "
+                         "mse: the fallback, forced (A/B)")
+    ap.add_argument("--phases", default="1,16,16sub",
+                    help="1 = one tile, 16 = 16 tiles of main streams, 16sub = 16 tiles of "
+                         "sub streams (half the width)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live_latency.json"))
     args = ap.parse_args()
 
@@ -237,7 +268,8 @@ def main() -> int:
                VIIS_SIMCAM__COUNT=str(args.cameras), VIIS_SIMCAM__RTSP_PORT=str(free_port()),
                VIIS_SIMCAM__CONTROL_PORT=str(free_port()), VIIS_SIMCAM__WIDTH=str(args.width),
                VIIS_SIMCAM__HEIGHT=str(args.height), VIIS_SIMCAM__BITRATE="600000",
-               VIIS_SIMCAM__GOP_S=str(args.gop), VIIS_HEALTH__ENABLED="false",
+               VIIS_SIMCAM__GOP_S=str(args.gop), VIIS_SIMCAM__SUB_STREAM="true",
+               VIIS_HEALTH__ENABLED="false",
                VIIS_STORAGE__MIN_FREE_BYTES="1048576", VIIS_LOG__LEVEL="WARNING")
     env.pop("VIIS_CONFIG", None)
     log = (tmp / "run.log").open("wb")
@@ -273,7 +305,60 @@ def main() -> int:
         ids = [c["id"] for c in cams]
         url0 = cams[0]["main_url"]
 
+        subs = {c["id"]: c.get("sub_url") for c in cams}
+
+        def use_sub(on: bool) -> None:
+            """Give the cameras their sub stream (the wall then plays it) or take it away."""
+            for c in cams:
+                http(base, "PATCH", f"/api/cameras/{c['id']}",
+                     {"sub_url": subs[c["id"]] if on else None}, token)
+
+        def wall(page, tiles: list[int], every_ms: int) -> dict:
+            """Open the wall with ``tiles``, wait for every first frame, measure --seconds."""
+            layout = 1 if len(tiles) == 1 else 16
+            http(base, "PUT", "/api/me/settings", {"wall": {"layout": layout, "tiles": tiles}},
+                 token)
+            page.evaluate("window.__first = []")
+            page.goto(base + "/#/wall")
+            page.reload()
+            wait_js(page, f"window.__first.length >= {len(tiles)}", 120)
+            firsts = page.evaluate("window.__first")
+            time.sleep(3)
+            page.evaluate(f"window.__lat = []; window.__shown = 0; window.__every_ms = {every_ms}")
+            load = os.getloadavg()[0]
+            bl = Baseline(url0, args.width, args.height, args.seconds)
+            time.sleep(args.seconds)
+            base_lat = bl.result()
+            samples = page.evaluate("window.__lat")
+            shown = page.evaluate("window.__shown") / args.seconds / len(tiles)
+            diag = page.evaluate(DIAG)
+            lat = latencies(samples)
+            per_cam: dict = {}
+            for smp, x in zip(samples, lat, strict=True):
+                per_cam.setdefault(smp["cam"], []).append(x)
+            cold = [f["s"] for f in firsts if f["cam"] != tiles[0]]
+            warm = [f["s"] for f in firsts if f["cam"] == tiles[0]]
+            wc = [d["wc"] for d in diag if d.get("wc")]
+            return {
+                "p50": pct(lat, 50), "p95": pct(lat, 95), "frames": len(lat),
+                "fps": round(shown, 1), "players": diag, "tiles_reporting": len(per_cam),
+                "per_tile_p95_max": max((pct(v, 95) for v in per_cam.values()), default=None),
+                "per_tile_p50": {str(k): pct(v, 50) for k, v in sorted(per_cam.items())},
+                "first": firsts,
+                "first_cold": round(statistics.median(cold), 3) if cold else None,
+                "first_cold_max": round(max(cold), 3) if cold else None,
+                "first_warm": round(warm[0], 3) if warm else None,
+                "decoders": sorted({d["decoder"] for d in diag if d.get("decoder")}),
+                "key_only_spells": sum(w["keyOnlyCount"] for w in wc),
+                "late_dropped": sum(w["late"] for w in wc),
+                "base_p50": pct(base_lat, 50), "base_p95": pct(base_lat, 95),
+                "base_frames": len(base_lat), "load_1min": round(load, 2),
+                "load_1min_end": round(os.getloadavg()[0], 2),
+            }
+
         results: dict = {}
+        phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+        ph: dict[str, dict] = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                          args=["--no-sandbox",
@@ -281,82 +366,69 @@ def main() -> int:
             ctx = browser.new_context(viewport={"width": 1600, "height": 900})
             ctx.add_cookies([{"name": "viis_session", "value": token, "url": base}])
             ctx.add_init_script(PROBE)
+            if args.player == "mse":  # the page's own switch to its MSE fallback
+                ctx.add_init_script("localStorage.setItem('viis.player', 'mse')")
             page = ctx.new_page()
-
-            # phase 1: one tile
-            http(base, "PUT", "/api/me/settings", {"wall": {"layout": 1, "tiles": [ids[0]]}}, token)
             page.goto(base + "/#/wall")
-            wait_js(page, "window.__first && window.__first.length >= 1", 60)
-            first_1 = page.evaluate("window.__first[0].s")
-            time.sleep(3)
-            page.evaluate("window.__lat = []; window.__shown = 0")
-            base1 = Baseline(url0, args.width, args.height, args.seconds)
-            time.sleep(args.seconds)
-            base_lat1 = base1.result()
-            lat1 = latencies(page.evaluate("window.__lat"))
-            shown1 = page.evaluate("window.__shown") / args.seconds
-
-            # phase 2: the 16-tile wall (camera 1 warm, the others opened for the first time)
-            http(base, "PUT", "/api/me/settings", {"wall": {"layout": 16, "tiles": ids[:16]}}, token)
-            page.evaluate("window.__first = []")
-            page.reload()
-            n = min(16, len(ids))
-            wait_js(page, f"window.__first.length >= {n}", 120)
-            firsts = page.evaluate("window.__first")
-            time.sleep(3)
-            page.evaluate(f"window.__lat = []; window.__shown = 0; window.__every_ms = {SAMPLE_MS}")
-            base16 = Baseline(url0, args.width, args.height, args.seconds)
-            time.sleep(args.seconds)
-            base_lat16 = base16.result()
-            samples16 = page.evaluate("window.__lat")
-            shown16 = page.evaluate("window.__shown") / args.seconds / n
-            diag16 = page.evaluate("""() => [...document.querySelectorAll('.player')].map((el) => {
-              const p = el.player, v = p.video, e = p.sink && p.sink.edge();
-              return {state: p.state, skips: p.skips || 0, key_age_s: p.age,
-                      buffer_lag_s: e ? e[1] - v.currentTime : null,
-                      key_only: p.keyOnly || 0, clock_offset_ms: p.clockOffset, dropped: v.getVideoPlaybackQuality
-                        ? v.getVideoPlaybackQuality().droppedVideoFrames : null};
-            })""")
-            lat16 = latencies(samples16)
-            per_cam = {}
-            for s, lat in zip(samples16, lat16, strict=True):
-                per_cam.setdefault(s["cam"], []).append(lat)
+            use_sub(False)
+            if "1" in phases:
+                ph["1"] = wall(page, ids[:1], 0)
+            if "16" in phases:
+                ph["16"] = wall(page, ids[:16], SAMPLE_MS)
+            if "16sub" in phases and any(subs.values()):
+                use_sub(True)
+                ph["16sub"] = wall(page, ids[:16], SAMPLE_MS)
             browser.close()
 
-        cold = [f["s"] for f in firsts if f["cam"] != ids[0]]
-        warm = [f["s"] for f in firsts if f["cam"] == ids[0]]
-        results = {
-            "p50_s_1": pct(lat1, 50), "p95_s_1": pct(lat1, 95), "frames_1": len(lat1),
-            "presented_fps_1": round(shown1, 1),
-            "p50_s_16": pct(lat16, 50), "p95_s_16": pct(lat16, 95), "frames_16": len(lat16),
-            "presented_fps_per_tile_16": round(shown16, 1),
+        results = {"player": args.player, "phases": phases}
+        for key, suffix in (("1", "1"), ("16", "16"), ("16sub", "16_sub")):
+            r = ph.get(key)
+            if r is None:
+                continue
+            results.update({
+                f"p50_s_{suffix}": r["p50"], f"p95_s_{suffix}": r["p95"],
+                f"frames_{suffix}": r["frames"],
+                f"presented_fps{'_per_tile' if key != '1' else ''}_{suffix}": r["fps"],
+                f"baseline_p50_s_{suffix}": r["base_p50"],
+                f"baseline_p95_s_{suffix}": r["base_p95"],
+                f"baseline_frames_{suffix}": r["base_frames"],
+                f"load_1min_{suffix}": [r["load_1min"], r["load_1min_end"]],
+                f"decoders_{suffix}": r["decoders"],
+            })
+            if key == "1":
+                results["players_1_at_end"] = r["players"]
+            if key != "1":
+                results.update({
+                    f"key_only_spells_{suffix}": r["key_only_spells"],
+                    f"late_frames_dropped_{suffix}": r["late_dropped"],
+                    f"tiles_reporting_{suffix}": r["tiles_reporting"],
+                    f"per_tile_p95_s_{suffix}_max": r["per_tile_p95_max"],
+                    f"per_tile_p50_s_{suffix}": r["per_tile_p50"],
+                    f"first_frame_s_{suffix}": r["first_cold"],
+                    f"first_frame_s_max_{suffix}": r["first_cold_max"],
+                    f"first_frame_s_warm_{suffix}": r["first_warm"],
+                    f"players_{suffix}_at_end": r["players"],
+                })
+        if "16" in ph:  # the official figure: cold tiles of the 16-tile wall, main streams
+            results["first_frame_s"] = ph["16"]["first_cold"]
+        if "1" in ph:
+            results["first_frame_s_first_tile"] = ph["1"]["first"][0]["s"] \
+                if ph["1"]["first"] else None
+        results.update({
             "sample_every_ms_16": SAMPLE_MS,
-            "players_16_at_end": diag16,
-            "tiles_16_reporting": len(per_cam),
-            "per_tile_p95_s_16_max": max((pct(v, 95) for v in per_cam.values()), default=None),
-            "per_tile_p50_s_16": {str(k): pct(v, 50) for k, v in sorted(per_cam.items())},
-            "samples_16_tail": samples16[-5:],
-            "first_frame_s": round(statistics.median(cold), 3) if cold else None,
-            "first_frame_s_max": round(max(cold), 3) if cold else None,
-            "first_frame_s_warm": round(warm[0], 3) if warm else None,
-            "first_frame_s_first_tile": round(first_1, 3),
             "baseline": "ffmpeg -fflags nobuffer -flags low_delay reading camera 1 over "
                         "RTSP/TCP and decoding (no display), during each phase",
-            "baseline_p50_s_1": pct(base_lat1, 50), "baseline_p95_s_1": pct(base_lat1, 95),
-            "baseline_frames_1": len(base_lat1),
-            "baseline_p50_s_16": pct(base_lat16, 50), "baseline_p95_s_16": pct(base_lat16, 95),
-            "baseline_frames_16": len(base_lat16),
             "seconds_per_phase": args.seconds, "cameras": args.cameras,
             "width": args.width, "height": args.height, "fps": 25, "gop_s": args.gop,
+            "sub_stream": f"{args.width // 2}x{args.height // 2}" if "16sub" in ph else None,
             "targets": TARGETS,
             "machine": {"cores": os.cpu_count(), "load_before": [round(x, 2) for x in load_before],
-                        "load_after": [round(x, 2) for x in os.getloadavg()],
-                        "note": "shared with other engineers' test runs while measured"},
-        }
-        for ph in ("1", "16"):
-            if results[f"p50_s_{ph}"] and results[f"baseline_p50_s_{ph}"]:
-                results[f"ratio_p50_{ph}"] = round(results[f"p50_s_{ph}"]
-                                                   / results[f"baseline_p50_s_{ph}"], 2)
+                        "load_after": [round(x, 2) for x in os.getloadavg()]},
+        })
+        for suffix in ("1", "16", "16_sub"):
+            if results.get(f"p50_s_{suffix}") and results.get(f"baseline_p50_s_{suffix}"):
+                results[f"ratio_p50_{suffix}"] = round(results[f"p50_s_{suffix}"]
+                                                       / results[f"baseline_p50_s_{suffix}"], 2)
         results["meets"] = {k: (results.get(k) is not None and results[k] <= v)
                             for k, v in TARGETS.items()}
     finally:
