@@ -241,3 +241,7 @@ def test_a_device_refused_for_a_wrong_password_is_listed_with_that_cause(site, t
     views = {d["device_id"]: d for d in r.json()["devices"]}
     assert views[DEV]["registered"]
     assert not views[other]["registered"] and "wrong password" in views[other]["cause"]
+    site.run.run(site.run.svc.flush())
+    with site.app.db.session() as s:  # never registered: not written (a scan fills nothing)
+        assert site.run.svc.store.get(s, other) is None
+        assert site.run.svc.store.get(s, DEV) is not None

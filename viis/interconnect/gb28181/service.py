@@ -254,10 +254,11 @@ class GbPlatformService:
     def _handle_event(self, event: str, p: PeerState) -> None:
         if event == "registered":
             self._known.add(p.device_id)
-        elif event == "auth_failed" and p.device_id not in self._known:
-            return  # unknown ids are not written: a scan must not fill the database
-        self._dirty[p.device_id] = self._dirty.get(p.device_id, False) or event in (
-            "registered", "online", "offline", "expired", "unregistered")
+        # Unknown ids that fail authentication are not written: a scan must not fill the
+        # database (they stay in memory, listed as recent failures).
+        if event != "auth_failed" or p.device_id in self._known:
+            self._dirty[p.device_id] = self._dirty.get(p.device_id, False) or event in (
+                "registered", "online", "offline", "expired", "unregistered")
         if event in ("registered", "online", "refreshed"):
             self._restored.pop(p.device_id, None)
             if event != "refreshed" or p.online:
