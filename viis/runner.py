@@ -175,7 +175,7 @@ async def serve(app: App) -> None:
 
     gb = await start_with(app)  # GB/T 28181 platform role (Q13.2), before the recorder: its
     # gb28181:// cameras are INVITEd through it
-    recorder = Recorder(app)
+    recorder = Recorder(app, gb=gb)
     await recorder.start()
     health = Health(app, recorder, fleet.cycle_ms if fleet else None, fleet) \
         if app.settings.health.enabled else None
@@ -186,6 +186,11 @@ async def serve(app: App) -> None:
 
     cascade = await start_cascade(app, recorder, health.desk if health is not None else None)
     api.state.cascade = cascade  # lower-platform role: registers to the upper platforms (Q13.1)
+    media_answerer = None
+    if cascade is not None:  # upper platforms' live/playback INVITEs, through the one door
+        from viis.interconnect.gb28181.serve import MediaAnswerer
+
+        media_answerer = MediaAnswerer.attach(cascade, recorder)
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
                                            log_config=None, lifespan="off"))
@@ -205,6 +210,8 @@ async def serve(app: App) -> None:
     tasks[1].cancel()
     if getattr(api.state, "live", None) is not None:
         await api.state.live.close()  # live view: sub-stream sessions
+    if media_answerer is not None:
+        await media_answerer.close()
     if cascade is not None:
         await cascade.stop()  # unregisters from the upper platforms
     await recorder.stop()

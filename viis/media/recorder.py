@@ -34,7 +34,7 @@ from viis.core.metrics import (
     store_free_bytes,
 )
 from viis.health.faults import clear_fault, raise_fault
-from viis.media import rtsp
+from viis.media import gb_source, rtsp
 from viis.media.capacity import disk_usage
 from viis.media.index import SegmentRecord, append_gap, append_segment, last_end_ms
 from viis.media.models import RecorderRun
@@ -145,11 +145,12 @@ class CameraRecorder:
             self.state = "connecting"
             self._reset_session()
             before = self.segments
-            sess = rtsp.RtspSession(
-                connect_url(self.conf.url, None, None), username=self.conf.username,
-                password=self.conf.password, timeout=s.connect_timeout_s,
-                stall_timeout=s.stall_timeout_s, media=self._select, on_unit=self.on_unit,
-                wall_clock=self.rec.clock.wall_ms)
+            # rtsp:// (and file) or gb28181://<device>/<channel> through the platform role
+            sess = gb_source.open_session(
+                connect_url(self.conf.url, None, None), gb=self.rec.gb,
+                username=self.conf.username, password=self.conf.password,
+                timeout=s.connect_timeout_s, stall_timeout=s.stall_timeout_s,
+                media=self._select, on_unit=self.on_unit, wall_clock=self.rec.clock.wall_ms)
             self.session = sess
             exc: BaseException | None = None
             try:
@@ -453,8 +454,9 @@ def _audio_track(m) -> Track:
 class Recorder:
     """All cameras of this process, the commit thread and the fsync timer."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, gb=None) -> None:
         self.app = app
+        self.gb = gb  # the GB/T 28181 platform role, for gb28181:// cameras (Q13.2)
         self.clock = app.clock
         self.root: Path = app.settings.segments_path
         st = app.settings.storage
