@@ -19,7 +19,8 @@ under the upper platform's identity (:meth:`.cascade.Cascade.principal`: ``gb281
 id>``, clearance = the platform's grade) with ``live``, ``playback`` or — a download is a
 copy — ``export`` for the camera and time range, and writes one register entry whose purpose
 names the platform and channel (Q19.1, Q24.1(3), N16.1), allowed or refused. Refused: 403.
-A channel the upper may not see (not shared, disabled, above its grade) is 404 before that.
+A channel the upper may not see (not shared, disabled, above its grade) is 404 before that, and so is a playback range with
+nothing recorded.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from viis.access.door import Forbidden, FootageUse, authorize_footage
+from viis.access.door import FootageUse, Forbidden, authorize_footage
 from viis.core.logging import get_logger
 from viis.interconnect.gb28181 import manscdp, mansrtsp
 from viis.interconnect.gb28181.endpoint import InviteAnswer
@@ -118,6 +119,11 @@ class MediaAnswerer:
             if offer.end <= offer.start:
                 return InviteAnswer(400, reason="Playback Needs A Time Range")
             start_ms, end_ms = offer.start * 1000, offer.end * 1000
+            # nothing recorded then: 404 before the door (RecordInfo tells the same; a
+            # register entry for a view that shows nothing would mislead)
+            if not await asyncio.get_running_loop().run_in_executor(
+                    None, self._has_footage, share.camera_id, start_ms, end_ms):
+                return InviteAnswer(404, reason="No Recording In Range")
         try:
             await self._door(upper, share, kind, start_ms, end_ms)
         except Forbidden as e:
@@ -130,9 +136,6 @@ class MediaAnswerer:
         else:
             reader = RecordingReader.of_camera(self.app.db, self.app.settings.segments_path,
                                                share.camera_id)
-            if not await asyncio.get_running_loop().run_in_executor(
-                    None, self._has_footage, share.camera_id, start_ms, end_ms):
-                return InviteAnswer(404, reason="No Recording In Range")
             speed = float(offer.download_speed or 1) if kind == "Download" else 1.0
             feed = PlaybackFeed(reader, start_ms, end_ms, self.clock,
                                 scale=min(max(speed, 0.5), 8.0))
