@@ -128,14 +128,20 @@ def test_a_registered_device_is_online_with_its_channels(console, browser_page):
 
 
 def test_a_device_with_a_wrong_password_shows_the_translated_cause(console, browser_page, new_page):
-    """A device refused with 403 never reaches the list; looking its ID up shows why, in the
-    reader's language (the cause translated by its stable code)."""
+    """A device refused with 403 is listed with its cause (recent failed registrations) and
+    looking its ID up shows why, in the reader's language (translated by its stable code)."""
     tmp = console.extra["tmp"]
     proc = _sipp(console.extra["svc"].port, tmp, "gb_device_wrong_password.xml", WRONG_DEV,
                  "not-the-password")
     assert proc.wait(30) == 0, "sipp did not get the 403 it expects"
     page = browser_page
     _open(page, console)
+    # the list shows recent failed registrations with their cause
+    row = page.locator(f'#gb-dev-{WRONG_DEV}[data-cause="wrong-password"]')
+    row.wait_for()
+    assert row.locator("[data-registered]").inner_text() == "Not registered"
+    assert "Check the SIP password on the device." in row.locator(".cause").inner_text()
+    # and the lookup by ID opens its diagnosis
     page.fill("#gb-lookup", WRONG_DEV)
     page.click("#gb-lookup-go")
     cause = page.locator('#gb-detail-cause[data-cause="wrong-password"]')
