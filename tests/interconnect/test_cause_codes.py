@@ -56,6 +56,10 @@ def test_the_sentences_written_outside_the_tables_have_codes():
             "charset-undecodable",
         "address mismatch: Via says 10.0.0.2:5060 but packets come from 127.0.0.1:5 (NAT or "
         "wrong local IP on the device); replying to the source": "nat-via",
+        "internal error while registering; retrying with backoff": "cascade-internal-error",
+        "MANSCDP: too deep": "manscdp-note",
+        "the device refused the Catalog SUBSCRIBE (489 Bad Event): channel status changes are "
+        "seen at the next catalog query": "subscribe-refused",
         "": "none",
     }
     for text, code in cases.items():

@@ -18,6 +18,7 @@ routes_gb_cascade.py.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -48,6 +49,7 @@ INLINE: tuple[tuple[str, str], ...] = (
     ("offline", r"offline"),
     ("platform-not-running", r"the GB/T 28181 platform role is not running.*"),
     ("cascade-not-running", r"the cascade is not running in this process.*"),
+    ("cascade-internal-error", r"internal error while registering; retrying with backoff"),
     # non-fatal notes (PeerState.warnings, CascadeClient.warnings)
     ("nat-via", r"address mismatch: Via says (?P<claimed>\S+) but packets come from "
                 r"(?P<source>\S+) \(NAT or wrong local IP on the device\); replying to the "
@@ -57,6 +59,10 @@ INLINE: tuple[tuple[str, str], ...] = (
     ("charset-gb2312-utf8", r"charset: body declares GB2312 but is UTF-8; decoded as UTF-8"),
     ("source-moved", r"source moved from (?P<old>\S+) to (?P<new>\S+)"),
     ("framing", r"framing: (?P<detail>.*)"),
+    ("manscdp-note", r"MANSCDP: (?P<detail>.*)"),
+    ("subscribe-refused", r"the device refused the Catalog SUBSCRIBE \((?P<status>\d+) ?"
+                          r"(?P<reason>[^)]*)\): channel status changes are seen at the next "
+                          r"catalog query"),
     ("cannot-resolve", r"cannot resolve (?P<host>\S+): (?P<detail>.*)"),
 )
 
@@ -74,11 +80,15 @@ def _pattern(template: str) -> re.Pattern:
 
 
 def _cascade_causes() -> dict[str, str]:
-    try:
-        from .cascade import CAUSES as CASCADE
-    except ImportError:  # the cascade is optional for the platform role
-        return {}
-    return dict(CASCADE)
+    for name in ("cascade_client", "cascade"):  # the client's table, wherever it lives
+        try:
+            mod = importlib.import_module(f".{name}", __package__)
+        except ImportError:
+            continue
+        table = getattr(mod, "CAUSES", None)
+        if isinstance(table, dict):
+            return dict(table)
+    return {}
 
 
 @lru_cache(maxsize=1)
