@@ -75,6 +75,7 @@ class Viewer:
     queued_bytes: int = 0
     epoch: int = -1            # the epoch whose init segment this viewer has
     waiting_key: bool = True   # dropping until the next keyframe
+    keys_only: bool = False    # the page asked for keyframes only (it cannot decode more)
     drops: int = 0
     sent_fragments: int = 0
     closed: bool = False
@@ -119,6 +120,15 @@ class Viewer:
         if isinstance(item, bytes):
             self.queued_bytes -= len(item)
         return item
+
+    def want_keys_only(self, on: bool) -> None:
+        """The page cannot decode every frame (``on``) or can again: with ``on`` only
+        keyframes are sent (less to send, to receive and to skip on a thin link or a busy
+        page); back to every frame from the NEXT keyframe, since the frames between the
+        last keyframe sent and now were not sent and later frames refer to them."""
+        if self.keys_only and not on:
+            self.waiting_key = True
+        self.keys_only = on
 
     def close(self) -> None:
         self.closed = True
@@ -253,7 +263,7 @@ class CameraLive:
 
     def _offer(self, v: Viewer, ep: Epoch, frag: bytes, sync: dict | None) -> None:
         key = sync is not None
-        if v.waiting_key:
+        if v.waiting_key or v.keys_only:
             if not key:
                 return
             v.waiting_key = False

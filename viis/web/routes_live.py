@@ -17,7 +17,8 @@ or "sub", "server_ms"}``;
 at a keyframe; ``{"type": "lost"}`` when the camera's stream ended (a new ``init`` follows
 when it returns); ``{"type": "time", "t0", "server_ms"}`` answering a clock probe.
 Client → server, text: ``{"op": "time", "t0": <page ms>}`` (clock alignment, at most 200
-characters). Refusals close the socket with 4401 (not signed in), 4403 (the door, or a
+characters); ``{"op": "keys", "on": true|false}``: keyframes only, or every frame again from
+the next keyframe (the page could not decode every frame in time; docs/design/console.md). Refusals close the socket with 4401 (not signed in), 4403 (the door, or a
 password to change first), 4404 (no such camera), 4429 (too many viewers), 4503 (no
 recorder in this process).
 """
@@ -142,8 +143,8 @@ async def _next(viewer, *watch: asyncio.Task):
 
 
 async def _receive(websocket: WebSocket, app, viewer) -> None:
-    """Clock probes from the page (answered through the viewer's queue: one sender per
-    socket); returns when the client goes away."""
+    """Clock probes (answered through the viewer's queue: one sender per socket) and
+    keyframes-only requests from the page; returns when the client goes away."""
     try:
         while True:
             msg = await websocket.receive()
@@ -155,6 +156,9 @@ async def _receive(websocket: WebSocket, app, viewer) -> None:
             try:
                 msg = json.loads(raw)
             except json.JSONDecodeError:
+                continue
+            if isinstance(msg, dict) and msg.get("op") == "keys" and isinstance(msg.get("on"), bool):
+                viewer.want_keys_only(msg["on"])
                 continue
             t0 = msg.get("t0") if isinstance(msg, dict) and msg.get("op") == "time" else None
             if isinstance(t0, int | float) and not isinstance(t0, bool) and abs(t0) < 1e15:

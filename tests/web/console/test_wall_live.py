@@ -7,6 +7,7 @@ session check, hostile client messages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -128,6 +129,29 @@ def test_the_end_of_a_camera_session_tells_viewers_and_a_new_session_starts_a_ne
     assert msgs[0]["type"] == "init" and msgs[1][4:8] == b"ftyp" and IDR in msgs[3]
 
 
+def test_a_viewer_that_asks_for_keyframes_only_gets_them_and_every_frame_again_from_a_keyframe():
+    """The page falls to keyframes only when it cannot decode in time (player.js CodecSink);
+    the server then sends keyframes only, and every frame again from the NEXT keyframe
+    (frames in between were not sent and later frames refer to them)."""
+    hub = LiveHub()
+    v = hub.join(1)
+    feed(hub, range(0, 10))
+    drain(v)
+    v.want_keys_only(True)
+    feed(hub, range(10, 60))  # keyframes at 25 and 50
+    frags = [m for m in drain(v) if isinstance(m, bytes)]
+    assert len(frags) == 2 and all(f[43] & 0x20 for f in frags)  # keyframe fragments only
+    v.want_keys_only(False)
+    feed(hub, range(60, 75))  # no keyframe yet: nothing, the gap cannot be decoded
+    assert [m for m in drain(v) if isinstance(m, bytes)] == []
+    feed(hub, range(75, 85))  # from the keyframe at 75: every frame
+    frags = [m for m in drain(v) if isinstance(m, bytes)]
+    assert len(frags) == 10 and frags[0][43] & 0x20 and not frags[1][43] & 0x20
+    v.want_keys_only(False)  # asking again for what it has changes nothing
+    feed(hub, range(85, 90))
+    assert len([m for m in drain(v) if isinstance(m, bytes)]) == 5
+
+
 def test_too_many_viewers_of_one_camera_are_refused():
     hub = LiveHub()
     for _ in range(live.MAX_VIEWERS_PER_CAMERA):
@@ -228,6 +252,34 @@ def test_hostile_client_messages_are_ignored_and_the_view_goes_on(console):
             if isinstance(ws.recv(timeout=30), bytes):
                 frames += 1
         assert frames >= 30
+
+
+def test_a_page_that_asks_for_keyframes_only_receives_keyframes_only(console):
+    from tests.web.console.helpers import wait_until
+
+    cam = console.camera_ids()[2]
+    with _ws(console, cam, console.token) as ws:
+        wait_until(lambda: isinstance(ws.recv(timeout=30), bytes), 30)
+        for junk in ('{"op": "keys", "on": 1}', '{"op": "keys"}', '{"op": "keys", "on": "yes"}'):
+            ws.send(junk)  # ignored: not a boolean
+        ws.send(json.dumps({"op": "keys", "on": True}))
+        time.sleep(1.0)
+        with contextlib.suppress(TimeoutError):  # what was queued before the request
+            while True:
+                ws.recv(timeout=0.3)
+        keys, deadline = [], time.monotonic() + 30
+        while len(keys) < 3 and time.monotonic() < deadline:
+            m = ws.recv(timeout=30)
+            if isinstance(m, bytes):
+                keys.append(m)
+        assert len(keys) == 3 and all(f[36:40] == b"tfhd" and f[43] & 0x20 for f in keys)
+        ws.send(json.dumps({"op": "keys", "on": False}))
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < 40 and time.monotonic() < deadline:
+            m = ws.recv(timeout=30)
+            if isinstance(m, bytes):
+                got.append(bool(m[43] & 0x20))
+        assert got.count(False) >= 20  # every frame again (GOP 1 s: 24 of 25 are not keys)
 
 
 def test_signing_out_ends_an_open_live_view(console, monkeypatch):

@@ -637,7 +637,8 @@ export class LivePlayer {
         this.pendingBufs = null;
         if (ok) {
           this.sink = new CodecSink(this.video, msg, {
-            onKeyOnly: (on) => this._showKeyOnly(on), ageOfKey: () => this.age || 0 });
+            onKeyOnly: (on) => { this._showKeyOnly(on); this._askKeysOnly(on); },
+            ageOfKey: () => this.age || 0 });
           this.root.dataset.decoder = "webcodecs";
         } else if (!this._initMse(msg)) {
           return;
@@ -647,6 +648,16 @@ export class LivePlayer {
       return;
     }
     this._initMse(msg);
+  }
+
+  /** Keyframes only from the server too (nothing else would be decoded): less to send
+   *  and less for this busy page to receive. */
+  _askKeysOnly(on) {
+    try {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+        this.ws.send(JSON.stringify({ op: "keys", on }));
+      }
+    } catch { /* closing */ }
   }
 
   _showKeyOnly(on) {
