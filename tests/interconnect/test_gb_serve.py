@@ -81,6 +81,9 @@ def test_live_over_tcp_where_we_listen_and_the_refusals_an_upper_meets(sqlite_db
                 tap(a.id, "h264", 90000, AccessUnit(0, t * 90, nals, key, T0 + t, 0.0), [])
                 await asyncio.sleep(0.01)
             assert await wait_for(lambda: len(frames) >= 25, 10), recv.stats
+            st = m.status()
+            out["status"] = (len(st), st[0]["session"], st[0]["mode"], st[0]["frames"] >= 25,
+                             st[0]["feed"]["drops"])
             out["frames"] = (frames[0].key, frames[0].codec, len(frames))
             r = await up.ep.in_dialog(d, "INFO", mansrtsp.build("PAUSE", 1),
                                       "Application/MANSRTSP")
@@ -122,6 +125,7 @@ def test_live_over_tcp_where_we_listen_and_the_refusals_an_upper_meets(sqlite_db
     out = asyncio.run(asyncio.wait_for(main(), 90))
     assert out["answer"] == ("TCP", "passive", "sendonly", "0340200011")
     assert out["frames"][:2] == (True, "h264") and out["frames"][2] >= 25
+    assert out["status"] == (1, "Play", "tcp-passive", True, 0)
     assert out["live_info"] == 455
     assert out["bad_scale"] == 457 and out["garbage"] == 400
     assert out["refusals"] == [488, 400, 404, 404, 404, 403]

@@ -287,6 +287,25 @@ class MediaAnswerer:
         asyncio.get_running_loop().create_task(sess.sender.close())
         log.info("gb.serve.ended", channel=sess.channel_id, why=why, frames=sess.stats["frames"])
 
+    def status(self) -> list[dict]:
+        """The upward media sessions, for diagnostics: who watches what, how, how much was
+        sent (the sender's counters say whether the upper's socket took it), and where a
+        playback stands."""
+        out = []
+        for call_id, x in self.sessions.items():
+            d = {"call_id": call_id, "upper": x.upper.server_id, "channel_id": x.channel_id,
+                 "camera_id": x.camera_id, "session": x.kind, "mode": x.sender.mode,
+                 "remote": list(x.sender.remote) if x.sender.remote else None,
+                 "local_port": x.sender.local_port, "started": x.task is not None,
+                 "frames": x.stats["frames"], "sender": dict(x.sender.stats)}
+            if isinstance(x.feed, PlaybackFeed):
+                d.update(position_ms=int(x.feed.position_ms), scale=x.feed.scale,
+                         paused=x.feed.paused)
+            else:
+                d.update(feed=x.feed.stats())
+            out.append(d)
+        return out
+
     async def close(self) -> None:
         for call_id in list(self.sessions):
             self._end(call_id, "stop")
