@@ -185,10 +185,13 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
             got["first_codes"] = decode_codes([f.nals for _t, f in frames[:5]])
             r = await _info(svc, d, mansrtsp.build("PLAY", 2, range_start=1830))
             assert r.status == 200, r
-            mark = len(frames)
-            assert await until(lambda: len(frames) >= mark + 12, 20)
-            # the first pictures after the seek (frames sent before the INFO may trail)
-            got["seek_codes"] = [c for c in decode_codes([f.nals for _t, f in frames[mark:]])
+            seek_pts = 1830 * 90000  # timestamps are recording time since the hour's start
+
+            def after_seek():  # frames sent before the INFO may still trail in
+                return [f for _t, f in frames if f.pts90k >= seek_pts]
+            assert await until(lambda: len(after_seek()) >= 12, 20)
+            got["seek_pts"] = after_seek()[0].pts90k - seek_pts
+            got["seek_codes"] = [c for c in decode_codes([f.nals for f in after_seek()])
                                  if c is not None]
             r = await _info(svc, d, mansrtsp.build("PLAY", 3, scale=2.0))
             assert r.status == 200, r
@@ -253,6 +256,7 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
     assert "404" in got["vault"], got["vault"]
     assert "TCP/RTP/AVP" in got["playback_answer"] and "a=setup:active" in got["playback_answer"]
     assert got["first_codes"][0] == 0, got["first_codes"]  # the hour starts at its minute 0
+    assert got["seek_pts"] == 0  # the seek landed on the keyframe of 30:30 exactly
     assert got["seek_codes"][0] == 30_000, got["seek_codes"][:5]  # 30:30 -> 30 s in its minute
     media_s, wall_s = got["scale2"]
     assert 1.6 <= media_s / wall_s <= 2.4, got["scale2"]  # 2x: two seconds per second
