@@ -8,9 +8,16 @@ import asyncio
 import pytest
 
 from tests.interconnect.gbmedia import MINUTE_MS, decode_codes, record_hour, synthetic_minute
+from tests.interconnect.ps_media import FRAME_90K, clip, needs_ffmpeg
 from viis.interconnect.gb28181.clock import ManualClock
 from viis.interconnect.gb28181.feeds import LiveTap, PlaybackFeed, RecordingReader
+from viis.interconnect.gb28181.ps import PsDemuxer, PsMuxer
+from viis.media.h26x import is_keyframe
+from viis.media.index import SegmentRecord, append_segment
+from viis.media.mp4_format import Track
+from viis.media.mp4_writer import SegmentWriter
 from viis.media.rtp import AccessUnit
+from viis.registry.models import Camera
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, a whole minute
 
@@ -174,3 +181,35 @@ def test_playback_ends_at_the_range_end_and_skips_unrecorded_time(footage, store
         assert T0 + 5 * MINUTE_MS in times and times[-1] < T0 + 5 * MINUTE_MS + 1_000
         assert feed.ended and await feed.next() is None
     asyncio.run(run())
+
+
+@needs_ffmpeg
+def test_playback_of_h265_footage_carries_vps_sps_pps_and_survives_ps(footage, store):
+    """An H.265 camera's recording (hvcC parameter sets) played back upward: keyframes carry
+    VPS, SPS and PPS, and the frames round-trip through PS unchanged (Q13.1)."""
+    aus, _mp4 = clip("h265", "320x180", 2.0, gop=25)
+    first = aus[0]
+    track = Track.video("h265", first, track_id=1)
+    cam = footage.camera("gbh265")
+    rel = f"{cam.uid}/h265/{T0}.mp4"
+    path = store / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = SegmentWriter(str(path), [track], fragment_duration=1.0, creation_time=0)
+    for i, au in enumerate(aus):
+        w.write_sample(1, i * FRAME_90K, au, is_keyframe("h265", au))
+    info = w.close({1: len(aus) * FRAME_90K})
+    with footage.db.session() as s:
+        append_segment(s, s.get(Camera, cam.id), SegmentRecord(
+            T0, T0 + info.duration_ms, info.frames, info.size, info.sha256, rel, "h265", 320,
+            180, 25.0), T0)
+    frames = list(RecordingReader.of_camera(footage.db, store, cam.id).frames(T0, T0 + 2_000))
+    assert len(frames) == len(aus) and frames[0].key and frames[0].codec == "h265"
+    assert sorted((p[0] >> 1) & 0x3F for p in frames[0].params) == [32, 33, 34]  # VPS SPS PPS
+    mux, demux = PsMuxer("h265"), PsDemuxer()
+    out = []
+    for f in frames:
+        out += demux.feed(mux.mux(f.nals, f.pts90k, f.key, f.params))
+    out += demux.flush()
+    assert len(out) == len(frames) and out[0].codec == "h265" and demux.errors == 0
+    assert [o.pts90k for o in out] == [f.pts90k for f in frames]
+    assert out[5].nals == frames[5].nals
