@@ -156,6 +156,7 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
             got["live_answer"] = answer
             assert await until(lambda: len(raw.payloads) > 0, 20), "no live RTP arrived"
             await asyncio.sleep(5)
+            got["live_status"] = answerer.status()
             await svc.bye(d)
             tr.close()
             assert await until(lambda: not answerer.sessions, 10)
@@ -253,6 +254,12 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
     assert len(codes) >= 30, codes
     advance = (codes[-1] - codes[0]) % (CYCLE_S * 1000)
     assert 3000 <= advance <= 9000, (codes[0], codes[-1])  # the time code runs with the clock
+    st = got["live_status"][0]
+    assert st["session"] == "Play" and st["mode"] == "udp" and st["sender"]["frames"] >= 30
+    # what we add between the recorder's receipt of a picture and the upper's socket
+    assert st["latency_ms_p95"] < 1000, st
+    print(f"live upward: p50 {st['latency_ms_p50']} ms, p95 {st['latency_ms_p95']} ms "
+          "from the recorder's receipt to the socket")
     assert "404" in got["vault"], got["vault"]
     assert "TCP/RTP/AVP" in got["playback_answer"] and "a=setup:active" in got["playback_answer"]
     assert got["first_codes"][0] == 0, got["first_codes"]  # the hour starts at its minute 0

@@ -26,6 +26,7 @@ nothing recorded.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +224,7 @@ class MediaAnswerer:
                 not await sess.sender.wait_connected(TCP_CONNECT_WAIT_S):
             log.warning("gb.serve.peer_never_connected", upper=sess.upper.server_id,
                         channel=sess.channel_id)
+        live = isinstance(sess.feed, LiveFeed)
         try:
             while True:
                 f = await sess.feed.next()
@@ -230,6 +232,9 @@ class MediaAnswerer:
                     break
                 sess.sender.send_frame(f.nals, f.pts90k, f.key, f.params)
                 sess.stats["frames"] += 1
+                if live:  # from the recorder's receipt of the picture to our socket
+                    lat = sess.stats.setdefault("latency_ms", collections.deque(maxlen=500))
+                    lat.append(self.app.clock.wall_ms() - f.wall_ms)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a broken session ends alone, said
@@ -302,7 +307,9 @@ class MediaAnswerer:
                 d.update(position_ms=int(x.feed.position_ms), scale=x.feed.scale,
                          paused=x.feed.paused)
             else:
-                d.update(feed=x.feed.stats())
+                lat = sorted(x.stats.get("latency_ms") or [0])
+                d.update(feed=x.feed.stats(), latency_ms_p50=lat[len(lat) // 2],
+                         latency_ms_p95=lat[min(len(lat) - 1, len(lat) * 95 // 100)])
             out.append(d)
         return out
 
