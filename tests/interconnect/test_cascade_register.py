@@ -46,6 +46,12 @@ async def settle(clock, pred, seconds=5.0, real=15.0):
     return pred()
 
 
+def registered_both(up, c):
+    """The upper holds our registration and we have its 200 (so the keepalive grid started)."""
+    return bool(up.peers.get(LOCAL) and up.peers[LOCAL].registered
+                and all(x.registered for x in c.clients.values()))
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
 
@@ -60,7 +66,7 @@ def test_registers_with_password_and_keeps_alive_at_the_interval(sqlite_db):
         c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
         await c.start()
         try:
-            assert await settle(clock, lambda: up.peers.get(LOCAL) and up.peers[LOCAL].registered)
+            assert await settle(clock, lambda: registered_both(up, c))
             peer = up.peers[LOCAL]
             assert peer.online and peer.address[1] == c.local_port
             d = c.diagnose()[0]
@@ -135,7 +141,7 @@ def test_reregisters_before_expiry(sqlite_db):
         c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
         await c.start()
         try:
-            assert await settle(clock, lambda: up.peers.get(LOCAL) and up.peers[LOCAL].registered)
+            assert await settle(clock, lambda: registered_both(up, c))
             await run_for(clock, 100, step=0.5)  # > the 60 s granted period
             assert events.count("refreshed") >= 3  # at half the period: 30, 60, 90 s
             assert "expired" not in events and up.peers[LOCAL].registered
@@ -221,7 +227,7 @@ def test_registers_and_keeps_alive_over_tcp(sqlite_db):
         c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
         await c.start()
         try:
-            assert await settle(clock, lambda: up.peers.get(LOCAL) and up.peers[LOCAL].registered)
+            assert await settle(clock, lambda: registered_both(up, c))
             assert up.peers[LOCAL].transport == "TCP"
             await run_for(clock, 20, step=0.5)
             await wait_for(lambda: up.peers[LOCAL].keepalives >= 4, 5)  # TCP may lag the clock
