@@ -36,8 +36,10 @@ from tests.interconnect.gb_helpers import make_app as make_upper_app
 from tests.interconnect.gbmedia import MINUTE_MS, decode_codes, record_hour
 from tests.media.recording import add_camera
 from tests.media.recording import make_app as make_lower_app
+from viis.access import register
 from viis.access.retrieval_models import RegisterEntry
 from viis.core.db import Database
+from viis.integrity.models import AuditEntry
 from viis.interconnect.gb28181 import mansrtsp
 from viis.interconnect.gb28181.cascade import Cascade
 from viis.interconnect.gb28181.rtpps import PsReceiver
@@ -277,6 +279,11 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
             entries = [(e.action, e.outcome, e.camera_id, e.user_login, e.unit_name, e.purpose,
                         e.from_ms, e.to_ms)
                        for e in s.scalars(select(RegisterEntry).order_by(RegisterEntry.id))]
+            # the register as an inspector reads it (the CSV of GET /api/register.csv)
+            views = register.search(s, register.RegisterQuery(user=f"gb28181:{SERVER}"))
+            csv_text = register.to_csv(views)
+            audit = [a.kind for a in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))
+                     if a.kind.startswith("footage.")]
     finally:
         db.dispose()
     who = f"gb28181:{SERVER}"
@@ -285,4 +292,8 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
     assert all(e[2] == gate and e[3] == who and SERVER in e[4] for e in entries), entries
     assert all(CH_GATE in e[5] and "upper platform" in e[5] for e in entries), entries
     assert entries[1][6:] == (hour0, hour0 + 60 * MINUTE_MS)
+    assert len(views) == 4
+    assert sum(who in line for line in csv_text.splitlines()[1:]) == 4, csv_text
+    # each decision is also in the tamper-evident audit log, in the same transaction
+    assert audit == ["footage.live", "footage.playback", "footage.playback", "footage.denied"]
     print(f"recorded hour encoded and indexed in {enc_s:.1f} s")
