@@ -177,6 +177,14 @@ def test_record_info_from_the_index_gaps_excluded_and_level_enforced(footage, db
                    for it in body.el.find("RecordList").findall("Item")]
             assert got == [("2026-01-01T08:01:30", "2026-01-01T08:03:00"),
                            ("2026-01-01T08:05:00", "2026-01-01T08:06:00")]
+            # the timeline went through the one door: one register entry, under the upper
+            from sqlalchemy import select
+
+            from viis.access.retrieval_models import RegisterEntry
+            with db.session() as s:
+                rows = [(e.user_login, e.action, e.camera_id, e.outcome, e.from_ms)
+                        for e in s.scalars(select(RegisterEntry))]
+            assert rows == [(f"gb28181:{UPPER}", "timeline", cam.id, "allowed", T0 + 90_000)]
         finally:
             await c.stop()
             await up.stop()

@@ -28,7 +28,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from viis import __version__
+from viis.access.door import Forbidden, authorize_footage
 from viis.access.policy import OPERATOR, Principal
+from viis.access.register import Register
 from viis.core.logging import get_logger
 from viis.interconnect.gb28181 import cascade_answers as ans
 from viis.interconnect.gb28181 import cascade_store as store
@@ -211,8 +213,25 @@ class Cascade:
     async def shares_async(self, upper: UpperPlatform) -> list[Share]:
         return await self._db(lambda s: store.shares(s, upper.id, effective=True))
 
-    async def ranges_async(self, camera_id: int, start: int, end: int) -> list[tuple[int, int]]:
-        return await self._db(lambda s: ans.record_ranges(s, camera_id, start, end))
+    async def recorded_ranges(self, upper: UpperPlatform, sh: Share, start: int, end: int
+                              ) -> list[tuple[int, int]] | None:
+        """RecordInfo is the timeline of a camera: it passes the one door as ``timeline``
+        under the upper's identity, which writes its register entry (invariant 3, N16.1),
+        and then reads the index. None when the door refuses."""
+        who = self.principal(upper)
+        now = self.app_clock_ms()
+        sink = Register(self.app.db)
+
+        def work() -> list[tuple[int, int]] | None:
+            try:
+                authorize_footage(who, "timeline", sh.camera_id, start, end,
+                                  security_level=sh.security_level, register=sink, now_ms=now)
+            except Forbidden:
+                return None
+            with self.app.db.session() as s:
+                return ans.record_ranges(s, sh.camera_id, start, end)
+
+        return await asyncio.get_running_loop().run_in_executor(None, work)
 
     def principal(self, upper_id: UpperPlatform | int | str) -> Principal:
         """The identity an upper platform's views are decided and registered under by the one

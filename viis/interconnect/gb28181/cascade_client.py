@@ -506,8 +506,11 @@ class CascadeClient:
         kind = q.text("Type").lower()
         # VIIS records continuously: only "time" recordings exist (an alarm query gets none)
         wanted = kind in ("", "all", "time")
-        ranges = await self.c.ranges_async(sh.camera_id, start, end) \
-            if end > start and wanted else []
+        if end <= start or not wanted:
+            return ans.record_info_bodies(self.upper, q.sn, sh, [])
+        ranges = await self.c.recorded_ranges(self.upper, sh, start, end)
+        if ranges is None:
+            return None  # the one door refused: answered like an unknown channel
         return ans.record_info_bodies(self.upper, q.sn, sh, ranges)
 
     # ---- catalog subscription --------------------------------------------------------------
