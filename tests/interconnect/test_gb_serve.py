@@ -59,7 +59,8 @@ def test_live_over_tcp_where_we_listen_and_the_refusals_an_upper_meets(sqlite_db
             s.get(Camera, b.id).security_level = 2  # above the grade after sharing
         c = Cascade(app, host="127.0.0.1", port=0, t1=0.05)
         tap = LiveTap()
-        m = MediaAnswerer(app, c, tap, bind_host="127.0.0.1")
+        state = {a.id: "recording"}
+        m = MediaAnswerer(app, c, tap, bind_host="127.0.0.1", camera_state=state.get)
         c.set_invite_handler(m.on_invite)
         await c.start()
         out = {}
@@ -116,6 +117,12 @@ def test_live_over_tcp_where_we_listen_and_the_refusals_an_upper_meets(sqlite_db
                 except InviteError as e:
                     statuses.append(e.response.status)
             out["refusals"] = statuses
+            state[a.id] = "backoff"  # the recorder cannot reach the camera
+            try:
+                await invite(CH1, _sdp())
+                out["offline"] = 200
+            except InviteError as e:
+                out["offline"] = e.response.status
         finally:
             await m.close()
             await c.stop()
@@ -129,6 +136,7 @@ def test_live_over_tcp_where_we_listen_and_the_refusals_an_upper_meets(sqlite_db
     assert out["live_info"] == 455
     assert out["bad_scale"] == 457 and out["garbage"] == 400
     assert out["refusals"] == [488, 400, 404, 404, 404, 403]
+    assert out["offline"] == 480
     with sqlite_db.session() as s:
         entries = [(e.action, e.outcome, e.user_login, e.request_kind)
                    for e in s.scalars(select(RegisterEntry).order_by(RegisterEntry.id))]

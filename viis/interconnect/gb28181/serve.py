@@ -20,7 +20,7 @@ id>``, clearance = the platform's grade) with ``live``, ``playback`` or — a do
 copy — ``export`` for the camera and time range, and writes one register entry whose purpose
 names the platform and channel (Q19.1, Q24.1(3), N16.1), allowed or refused. Refused: 403.
 A channel the upper may not see (not shared, disabled, above its grade) is 404 before that, and so is a playback range with
-nothing recorded.
+nothing recorded; a live INVITE for a camera the recorder cannot reach is 480.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ from viis.interconnect.gb28181.sip import SipUri
 log = get_logger(__name__)
 
 ACTIONS = {"Play": "live", "Playback": "playback", "Download": "export"}
+#: Recorder states in which a camera has no live stream to give (a live INVITE gets 480).
+OFFLINE_STATES = ("backoff", "paused", "stopped", "disabled")
 ACK_TIMEOUT_S = 32.0  # 64*T1: a session whose ACK never comes is closed
 TCP_CONNECT_WAIT_S = 10.0  # setup:active: how long we wait for the upper to connect
 
@@ -87,8 +90,10 @@ class MediaAnswerer:
     cascade endpoint is reached at from the upper)."""
 
     def __init__(self, app, cascade, tap: LiveTap, *, clock=None, media_host: str | None = None,
-                 bind_host: str = "0.0.0.0") -> None:
+                 bind_host: str = "0.0.0.0",
+                 camera_state: Callable[[int], str | None] | None = None) -> None:
         self.app, self.cascade, self.tap = app, cascade, tap
+        self.camera_state = camera_state  # the recorder's state of a camera (live INVITEs)
         self.clock = clock or cascade.clock
         self.media_host, self.bind_host = media_host, bind_host
         self.sessions: dict[str, UpSession] = {}  # Call-ID -> session
@@ -98,6 +103,7 @@ class MediaAnswerer:
     @classmethod
     def attach(cls, cascade, recorder, **kw) -> MediaAnswerer:
         """Put a packet tap on ``recorder`` and answer ``cascade``'s INVITEs."""
+        kw.setdefault("camera_state", lambda cid: (recorder.status(cid) or {}).get("state"))
         m = cls(cascade.app, cascade, LiveTap.attach(recorder), **kw)
         cascade.set_invite_handler(m.on_invite)
         return m
@@ -116,6 +122,10 @@ class MediaAnswerer:
         if share is None:  # not shared with this upper, disabled or above its grade (Q13.1)
             return InviteAnswer(404, reason="No Such Channel")
         start_ms = end_ms = None
+        if kind == "Play" and self.camera_state is not None and \
+                self.camera_state(share.camera_id) in OFFLINE_STATES:
+            # say so at once rather than let the upper wait for a stream that cannot come
+            return InviteAnswer(480, reason="Camera Offline")
         if kind != "Play":
             if offer.end <= offer.start:
                 return InviteAnswer(400, reason="Playback Needs A Time Range")
