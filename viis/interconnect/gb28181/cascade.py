@@ -126,6 +126,8 @@ class Cascade:
         uppers = await self._db(lambda s: store.list_uppers(s))
         want = {u.id: u for u in uppers if u.enabled}
         self.trace.own_ids = {u.local_id for u in uppers}
+        if want:
+            self._speak_as(next(iter(want.values())))
         for uid in list(self.clients):
             c = self.clients[uid]
             if uid not in want or want[uid] != c.upper:
@@ -294,11 +296,16 @@ class Cascade:
             return InviteAnswer(403, reason="Unknown Upper Platform")
         if self.invite_handler is None:
             return InviteAnswer(501, reason="No Media Answering")
+        self._speak_as(c.upper)  # the handler may read endpoint.domain (SSRC digits)
         answer = await _maybe_await(self.invite_handler(c.upper, req, txn))
         # the endpoint builds the dialog's Contact right after this returns (no await in
-        # between): name our platform ID towards this upper in it
-        self.endpoint.local_id, self.endpoint.domain = c.upper.local_id, c.upper.domain
+        # between): name our platform ID towards this upper in it, whatever ran meanwhile
+        self._speak_as(c.upper)
         return answer
+
+    def _speak_as(self, upper: UpperPlatform) -> None:
+        """Our ID and domain towards ``upper`` on the shared endpoint (Contact, defaults)."""
+        self.endpoint.local_id, self.endpoint.domain = upper.local_id, upper.domain
 
     # ---- camera status and health ----------------------------------------------------------------
 
