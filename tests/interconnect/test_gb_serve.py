@@ -89,9 +89,10 @@ def test_live_over_tcp_where_we_listen_and_the_refusals_an_upper_meets(sqlite_db
             r = await up.ep.in_dialog(d, "INFO", mansrtsp.build("PAUSE", 1),
                                       "Application/MANSRTSP")
             out["live_info"] = r.status  # nothing to pause in a live stream
-            await up.ep.bye(d)
-            assert await wait_for(lambda: not m.sessions and tap.viewers(a.id) == 0)
+            # the upper drops the media connection without a BYE: we hang up
             await recv.close()
+            assert await wait_for(lambda: not m.sessions and tap.viewers(a.id) == 0, 10)
+            assert await wait_for(lambda: not d.active, 10), "no BYE came from the lower"
             # playback: a bad scale is 457, the session stays
             d, resp = await invite(CH1, _sdp("Playback", start=T0 // 1000,
                                              end=(T0 + MINUTE_MS) // 1000, ssrc="1340200012"))

@@ -78,6 +78,7 @@ class UpSession:
     sender: PsSender
     feed: LiveFeed | PlaybackFeed
     task: asyncio.Task | None = None
+    dialog: Any = None  # the endpoint's dialog, once ACKed
     ended: str = ""  # why it ended
     stats: dict = field(default_factory=lambda: {"frames": 0, "infos": 0})
 
@@ -161,7 +162,9 @@ class MediaAnswerer:
         answer = self._answer_sdp(upper, req, offer, sender, channel_id)
         log.info("gb.serve.invite", upper=upper.server_id, channel=channel_id, session=kind,
                  mode=sender.mode, local_port=sender.local_port)
-        return InviteAnswer(200, sdp=answer, on_ack=lambda d, ack: self._start(sess),
+        if sender.mode != "udp":  # the upper closed the media connection: hang up
+            sender.on_close = lambda: self._peer_gone(req.call_id)
+        return InviteAnswer(200, sdp=answer, on_ack=lambda d, ack: self._start(sess, d),
                             on_bye=lambda d, bye: self._end(req.call_id, "bye"),
                             on_request=lambda d, r, t: self._on_info(sess, r, t))
 
@@ -224,7 +227,8 @@ class MediaAnswerer:
         return build_sdp(ans)
 
     # ---- streaming ----------------------------------------------------------------------
-    def _start(self, sess: UpSession) -> None:
+    def _start(self, sess: UpSession, dialog=None) -> None:
+        sess.dialog = dialog
         if sess.task is None and not sess.ended:
             sess.task = asyncio.get_running_loop().create_task(
                 self._pump(sess), name=f"gb-serve-{sess.channel_id}")
@@ -290,6 +294,16 @@ class MediaAnswerer:
             txn.reply(457 if "scale" in str(e) or "seek" in str(e) else 400)
             return
         txn.reply(200)
+
+    def _peer_gone(self, call_id: str) -> None:
+        """The upper closed our TCP media connection: end the session and the dialog."""
+        sess = self.sessions.get(call_id)
+        if sess is None:
+            return
+        d = sess.dialog
+        self._end(call_id, "media connection closed by the upper")
+        if d is not None:
+            asyncio.get_running_loop().create_task(self.cascade.endpoint.bye(d))
 
     def _end(self, call_id: str, why: str) -> None:
         sess = self.sessions.pop(call_id, None)
