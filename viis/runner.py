@@ -191,6 +191,7 @@ async def serve(app: App) -> None:
         from viis.interconnect.gb28181.serve import MediaAnswerer
 
         media_answerer = MediaAnswerer.attach(cascade, recorder)
+    api.state.gb_media = media_answerer  # upward media sessions: MediaAnswerer.status()
     h = app.settings.http
     server = uvicorn.Server(uvicorn.Config(api, host=h.host, port=h.port, access_log=False,
                                            log_config=None, lifespan="off"))
