@@ -51,6 +51,8 @@ def test_device_registers_answers_a_split_catalog_and_goes_offline_after_3_misse
             assert await until(lambda: not svc.platform.peers[DEV].online, 10), \
                 svc.diagnose(DEV)
             assert "no keepalive" in svc.platform.peers[DEV].cause
+            assert DEV in svc._subscriptions  # Catalog SUBSCRIBE accepted after the queries
+            assert "SUBSCRIBE" not in svc.platform.peers[DEV].last_error
             assert await until(lambda: (fault_kind(DEV), True) in _faults(app), 10)
             with app.db.session() as s:
                 chans = {c.channel_id: c for c in svc.store.channels(s, DEV)}
@@ -181,6 +183,40 @@ def test_catalog_events_sent_by_the_device_update_status_and_disable_removed_cha
             chans, cams = state()
             assert chans[CH1].status == "OFF" and not chans[CH1].removed
             assert cams == {gb_url(DEV, CH1): True, gb_url(DEV, CH2): False}  # kept, disabled
+        finally:
+            await svc.stop()
+
+    asyncio.run(run())
+
+
+def test_a_catalog_subscription_brings_channel_changes_as_notifies(tmp_path, db, clock):
+    app = make_app(tmp_path, db, clock)
+    with app.db.session() as s:  # the channels are known from an earlier catalog
+        from viis.interconnect.gb28181.devices import DeviceStore
+
+        DeviceStore(app.cameras).sync_catalog(s, DEV, [
+            {"DeviceID": CH1, "Name": "大门", "Parental": "0", "Status": "ON"},
+            {"DeviceID": CH2, "Name": "停车场", "Parental": "0", "Status": "ON"}],
+            True, clock.wall_ms())
+
+    async def run():
+        svc = await started(app, catalog_on_register=False)
+        try:
+            dev = asyncio.create_task(sipp("gb_device_catalog.xml", svc.port, tmp_path,
+                                           "-oocsf", str(SCEN / "gb_device_subscribe_ooc.xml")))
+            assert await until(lambda: DEV in svc.platform.peers
+                               and svc.platform.peers[DEV].registered, 15)
+            assert await svc.subscribe_catalog(DEV) == 3600
+            assert DEV in svc._subscriptions  # renewed before it runs out
+
+            def state():
+                with app.db.session() as s:
+                    return {c.channel_id: (c.status, c.removed) for c in svc.store.channels(s, DEV)}
+
+            assert await until(lambda: state()[CH2][1], 10), state()
+            assert state()[CH1] == ("OFF", False)
+            rc, out = await dev
+            assert rc == 0, out
         finally:
             await svc.stop()
 

@@ -172,6 +172,9 @@ class Gb28181Settings(_Section):
     min_expires_s: int = Field(60, ge=1, le=86_400)
     transports: list[str] = ["udp", "tcp"]
     catalog_interval_s: float = Field(3600.0, gt=0)  # periodic Catalog query per device
+    # Catalog SUBSCRIBE to each device (channel status changes as NOTIFYs), renewed before
+    # it runs out; 0 = do not subscribe
+    catalog_subscribe_s: int = Field(3600, ge=0, le=86_400)
     query_timeout_s: float = Field(10.0, gt=0, le=300.0)  # split responses: partial after this
     # a device's own SIP password, where it differs from ``password`` (device id -> secret)
     device_passwords: dict[str, SecretStr] = {}

@@ -76,6 +76,7 @@ class GbPlatformService:
         )
         self.platform = Platform(self.config, clock=clock, on_event=self._on_event)
         self.platform.on_manscdp = self._on_manscdp
+        self.platform.handlers["NOTIFY"] = self._on_notify
         self.clock = self.platform.clock
         self.store = DeviceStore(app.cameras, security_level=st.channel_security_level)
         self.assembler = manscdp.CatalogAssembler(self.clock, timeout=st.query_timeout_s)
@@ -98,6 +99,7 @@ class GbPlatformService:
         self._runner: asyncio.Task | None = None
         self.catalog_syncs = 0  # catalog answers handled (complete or partial)
         self._keepalives_saved = 0.0
+        self._subscriptions: dict[str, Any] = {}  # device id -> renewal timer
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -110,6 +112,9 @@ class GbPlatformService:
                  addresses={k: f"{h}:{p}" for k, (h, p) in self.platform.addresses.items()})
 
     async def stop(self) -> None:
+        for h in self._subscriptions.values():
+            h.cancel()
+        self._subscriptions.clear()
         await self.calls.close()
         if self._runner:
             self._runner.cancel()
@@ -305,6 +310,11 @@ class GbPlatformService:
                 await self.device_info(device_id)
             except Exception as e:  # noqa: BLE001
                 self._note_error(device_id, f"DeviceInfo query failed: {e}")
+            if self.settings.catalog_subscribe_s and device_id not in self._subscriptions:
+                try:
+                    await self.subscribe_catalog(device_id)
+                except Exception as e:  # noqa: BLE001
+                    self._note_error(device_id, f"Catalog SUBSCRIBE failed: {e}")
 
     def _periodic_catalogs(self) -> None:
         now = self.clock.now()
@@ -323,7 +333,7 @@ class GbPlatformService:
 
     # ---- MANSCDP in --------------------------------------------------------------------
 
-    def _on_manscdp(self, p: PeerState, root: ET.Element, req: SipRequest) -> None:
+    def _on_manscdp(self, p: PeerState, root: ET.Element | None, req: SipRequest) -> None:
         try:
             msg = manscdp.parse(req.body, req.charset)
         except manscdp.ManscdpError as e:
@@ -390,7 +400,7 @@ class GbPlatformService:
         h.add("To", f"<sip:{user}@{self.config.domain}>")
         h.add("Call-ID", f"{new_tag()}{new_tag()}@{host}")
         h.add("CSeq", f"{next(self._sn) % 1_000_000 + 1} {method}")
-        if method == "INVITE":
+        if method in ("INVITE", "SUBSCRIBE"):
             t = ";transport=tcp" if p.transport.upper() == "TCP" else ""
             h.add("Contact", f"<sip:{self.config.server_id}@{host}:{port}{t}>")
         h.add("User-Agent", "VIIS")
@@ -474,6 +484,57 @@ class GbPlatformService:
                 return self.store.sync_catalog(s, device_id, result.items, result.complete, now)
 
         return await self._db(write)
+
+    async def subscribe_catalog(self, device_id: str, expires: int | None = None) -> int:
+        """SUBSCRIBE to the device's catalog: it then NOTIFYs channel changes (ON, OFF,
+        VLOST, DEFECT, ADD, DEL, UPDATE), applied as they come. Renewed at 80 % of the
+        granted time while the device stays registered. Returns the granted seconds."""
+        p = self.peer(device_id)
+        expires = expires or self.settings.catalog_subscribe_s
+        sn = next(self._sn)
+        req = self.build_request(
+            "SUBSCRIBE", p, body=manscdp.query("Catalog", sn, device_id, charset=self._charset(p)),
+            headers={"Event": f"Catalog;id={sn}", "Expires": str(expires)})
+        try:
+            resp = await self.platform.layer.request(req, p.address, p.transport)
+        except TransactionTimeout as e:
+            raise DeviceError(f"device {device_id} did not answer the Catalog SUBSCRIBE") from e
+        if resp.status >= 300:
+            p.note(f"the device refused the Catalog SUBSCRIBE ({resp.status} {resp.reason}): "
+                   "channel status changes are seen at the next catalog query")
+            raise DeviceError(f"device {device_id} refused the Catalog SUBSCRIBE: "
+                              f"{resp.status} {resp.reason}")
+        granted = resp.get("Expires") or ""
+        granted_s = int(granted) if granted.strip().isdigit() else expires
+        old = self._subscriptions.pop(device_id, None)
+        if old is not None:
+            old.cancel()
+        if granted_s > 0:
+            def renew() -> None:
+                self._subscriptions.pop(device_id, None)
+                q = self.platform.peers.get(device_id)
+                if q is not None and q.registered:
+                    self._spawn(self._renew(device_id))
+
+            self._subscriptions[device_id] = self.clock.call_later(granted_s * 0.8, renew)
+        log.info("gb28181_catalog_subscribed", device=device_id, expires=granted_s)
+        return granted_s
+
+    async def _renew(self, device_id: str) -> None:
+        try:
+            await self.subscribe_catalog(device_id)
+        except Exception as e:  # noqa: BLE001 - on the peer; the next REGISTER subscribes again
+            self._note_error(device_id, f"Catalog SUBSCRIBE renewal failed: {e}")
+
+    def _on_notify(self, req: SipRequest, txn) -> None:
+        """NOTIFY of a catalog subscription (or an alarm one): answered 200, then handled
+        as the same MANSCDP sent by MESSAGE."""
+        p = self.platform.peers.get(req.from_.uri.user or "")
+        if p is None or not p.registered:
+            txn.reply(481, "Subscription Does Not Exist")
+            return
+        txn.reply(200)
+        self._on_manscdp(p, None, req)
 
     async def _catalog_events(self, device_id: str, items: list[dict[str, Any]]) -> None:
         now = self.app.clock.wall_ms()
