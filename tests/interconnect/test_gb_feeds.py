@@ -4,6 +4,7 @@ playback from real recorded segments paced on a manual clock with pause, seek an
 from __future__ import annotations
 
 import asyncio
+import collections
 
 import pytest
 
@@ -60,6 +61,26 @@ def test_live_slow_consumer_drops_to_the_next_keyframe():
         first = await asyncio.wait_for(slow.next(), 5)
         assert first.key and first.pts90k == 30 * 3600, "after a drop: the next keyframe"
         assert fast.drops == 0 and len(fast.queue) == 31  # others are not held back
+    asyncio.run(run())
+
+
+def test_a_new_live_feed_starts_at_once_with_the_cameras_current_gop_within_budget():
+    async def run():
+        tap = LiveTap(gop_bytes=1000, budget_bytes=10_000)
+        for i in range(13):  # GOPs of 10: the current one holds frames 10, 11, 12
+            tap(1, "h264", 90000, _unit(i * 3600, i % 10 == 0), [b"\x67"] if i % 10 == 0 else [])
+        feed = tap.open(1)
+        got = [await asyncio.wait_for(feed.next(), 1) for _ in range(3)]
+        assert [f.pts90k for f in got] == [36000, 39600, 43200] and got[0].key
+        assert got[0].params == [b"\x67"] and tap.cached == 300 and feed.backlog == 3
+        tap(1, "h264", 90000, _unit(13 * 3600, False), [])
+        assert (await asyncio.wait_for(feed.next(), 1)).pts90k == 13 * 3600
+        for i in range(14, 30):  # over the per-camera cap: the cache lets go until a keyframe
+            tap(1, "h264", 90000, _unit(i * 3600, i % 20 == 0), [])
+        assert tap.gops.get(1) == [] or tap.cached <= 1000
+        tap(1, "h264", 90000, None, [])  # the session ended: nothing stale is kept
+        assert tap.cached == 0 and 1 not in tap.gops
+        assert tap.open(2).queue == collections.deque()  # a camera never seen: wait for a key
     asyncio.run(run())
 
 

@@ -156,7 +156,9 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
             d, answer = await svc.invite_device(LOCAL, CH_GATE, _offer("Play", port,
                                                                      "0340200001"))
             got["live_answer"] = answer
-            assert await until(lambda: len(raw.payloads) > 0, 20), "no live RTP arrived"
+            t_inv = loop.time()
+            assert await until(lambda: len(raw.payloads) > 0, 20, step=0.01), "no live RTP"
+            got["live_first_s"] = loop.time() - t_inv
             await asyncio.sleep(5)
             got["live_status"] = answerer.status()
             await svc.bye(d)
@@ -261,7 +263,10 @@ def test_upper_viis_plays_live_and_a_recorded_hour_from_the_lower_viis_and_the_l
     # what we add between the recorder's receipt of a picture and the upper's socket
     assert st["latency_ms_p95"] < 1000, st
     print(f"live upward: p50 {st['latency_ms_p50']} ms, p95 {st['latency_ms_p95']} ms "
-          "from the recorder's receipt to the socket")
+          f"from the recorder's receipt to the socket; first packet "
+          f"{got['live_first_s'] * 1000:.0f} ms after the INVITE's answer")
+    # the camera's current GOP is sent at once: no wait for its next keyframe (1 s GOP)
+    assert got["live_first_s"] < 0.9, got["live_first_s"]
     assert "404" in got["vault"], got["vault"]
     assert "TCP/RTP/AVP" in got["playback_answer"] and "a=setup:active" in got["playback_answer"]
     assert got["first_codes"][0] == 0, got["first_codes"]  # the hour starts at its minute 0

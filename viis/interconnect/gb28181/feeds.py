@@ -37,6 +37,8 @@ PTS_MASK = (1 << 33) - 1  # PES timestamps are 33 bits
 LIVE_MAX_FRAMES = 75          # ~3 s at 25 fps
 LIVE_MAX_BYTES = 8 * 1024 * 1024
 MIN_SCALE, MAX_SCALE = 0.5, 8.0
+GOP_CACHE_BYTES = 4 * 1024 * 1024     # a camera's current GOP kept for a fast live start
+GOP_CACHE_BUDGET = 64 * 1024 * 1024   # across all cameras
 
 
 @dataclass(slots=True)
@@ -71,6 +73,7 @@ class LiveFeed:
         self.drops = 0
         self.frames_in = 0
         self.lost = 0  # camera sessions that ended while this feed was open
+        self.backlog = 0  # frames it started with from the camera's current GOP
         self.closed = False
         self._wake = asyncio.Event()
 
@@ -126,25 +129,61 @@ class LiveFeed:
 
 class LiveTap:
     """The one packet tap GB answering puts on the recorder (:meth:`attach`), fanning a
-    camera's access units out to every :class:`LiveFeed` of that camera."""
+    camera's access units out to every :class:`LiveFeed` of that camera.
 
-    def __init__(self) -> None:
+    It also keeps each camera's current group of pictures as received (references to the
+    recorder's units, at most ``gop_bytes`` per camera and ``budget_bytes`` in all), so a
+    new upward live session starts at once with the last keyframe instead of waiting up to
+    a GOP for the next one (a GOP longer than the cap waits, as without the cache)."""
+
+    def __init__(self, gop_bytes: int = GOP_CACHE_BYTES,
+                 budget_bytes: int = GOP_CACHE_BUDGET) -> None:
         self.feeds: dict[int, set[LiveFeed]] = {}
+        self.gop_bytes, self.budget_bytes = gop_bytes, budget_bytes
+        self.gops: dict[int, list] = {}  # camera -> [(codec, clock_rate, unit, params)]
+        self._gop_size: dict[int, int] = {}
+        self.cached = 0  # bytes held across cameras
 
     @classmethod
-    def attach(cls, recorder) -> LiveTap:
-        tap = cls()
+    def attach(cls, recorder, **kw) -> LiveTap:
+        tap = cls(**kw)
         recorder.add_packet_tap(tap)
         return tap
 
     def __call__(self, camera_id: int, codec: str, clock_rate: int, unit, params) -> None:
+        self._keep(camera_id, codec, clock_rate, unit, params)
         feeds = self.feeds.get(camera_id)
         if feeds:
             for f in list(feeds):
                 f.offer(codec, clock_rate, unit, params)
 
+    def _forget(self, camera_id: int) -> None:
+        self.cached -= self._gop_size.pop(camera_id, 0)
+        self.gops.pop(camera_id, None)
+
+    def _keep(self, camera_id: int, codec: str, clock_rate: int, unit, params) -> None:
+        if unit is None or unit.key:
+            self._forget(camera_id)
+            if unit is None:
+                return
+            self.gops[camera_id] = []
+        gop = self.gops.get(camera_id)
+        if gop is None:
+            return  # not since a keyframe, or over the cap: until the next keyframe
+        size = unit.size
+        have = self._gop_size.get(camera_id, 0)
+        if have + size > self.gop_bytes or self.cached + size > self.budget_bytes:
+            self._forget(camera_id)
+            return
+        gop.append((codec, clock_rate, unit, params))
+        self._gop_size[camera_id] = have + size
+        self.cached += size
+
     def open(self, camera_id: int, **kw) -> LiveFeed:
         feed = LiveFeed(self, camera_id, **kw)
+        for codec, rate, unit, params in self.gops.get(camera_id, ()):
+            feed.offer(codec, rate, unit, params)  # the current GOP: start at once
+        feed.backlog = len(feed.queue)
         self.feeds.setdefault(camera_id, set()).add(feed)
         return feed
 

@@ -246,7 +246,9 @@ class MediaAnswerer:
                     break
                 sess.sender.send_frame(f.nals, f.pts90k, f.key, f.params)
                 sess.stats["frames"] += 1
-                if live:  # from the recorder's receipt of the picture to our socket
+                if live and sess.stats["frames"] > sess.feed.backlog:
+                    # from the recorder's receipt of the picture to our socket (the GOP a
+                    # session starts with is older by design: not counted)
                     lat = sess.stats.setdefault("latency_ms", collections.deque(maxlen=500))
                     lat.append(self.app.clock.wall_ms() - f.wall_ms)
         except asyncio.CancelledError:
