@@ -64,6 +64,16 @@ def test_the_upper_records_a_channel_of_the_lower_through_its_platform_role(tmp_
             assert await until(lambda: len(rows(upper, cid)[0]) >= 2, 60), up_rec.status(cid)
             out["status"] = up_rec.status(cid)
             out["served"] = len(answerer.sessions)
+            # the same channel over TCP (we listen, the device connects: a=setup:passive)
+            units = []
+            sess = gb_source.GbSession(f"gb28181://{LOCAL}/{CH}", svc, transport="tcp",
+                                       on_unit=units.append)
+            await sess.start()
+            await until(lambda: len(units) >= 10, 20)
+            modes = sorted(x["mode"] for x in answerer.status())
+            await sess.close()
+            out["tcp"] = (sess.streams[0].media.codec, "sps" in sess.streams[0].parameter_sets,
+                          units[0].key if units else None, len(units) >= 10, modes)
         finally:
             await up_rec.stop()
             await answerer.close()
@@ -78,6 +88,7 @@ def test_the_upper_records_a_channel_of_the_lower_through_its_platform_role(tmp_
         lower.close()
     segs, _gaps = rows(upper, out["cid"])
     assert out["served"] == 1  # one INVITE, one upward session for the recorder
+    assert out["tcp"] == ("h264", True, True, True, ["tcp-active", "udp"]), out["tcp"]
     seg = segs[0]
     assert (seg.video_codec, seg.width, seg.height) == ("h264", 320, 180)
     codes = []
