@@ -109,6 +109,23 @@ class Platform:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        # UDP and TCP listen on one port number. With port 0 the kernel picks a free UDP port
+        # whose TCP twin may be taken: then try another (a fixed port fails at once).
+        tries = 20 if self.cfg.port == 0 and self.cfg.udp and self.cfg.tcp else 1
+        for attempt in range(tries):
+            try:
+                await self._listen()
+                break
+            except OSError:
+                if self.udp:
+                    self.udp.close()
+                self.udp = self.tcp = None
+                self.addresses.clear()
+                if attempt == tries - 1:
+                    raise
+        self.schedule_sweep()
+
+    async def _listen(self) -> None:
         if self.cfg.udp:
             self.udp = UdpTransport(self._receive, self._on_parse_error)
             self.addresses["UDP"] = await self.udp.start(self.cfg.host, self.cfg.port)
@@ -116,7 +133,6 @@ class Platform:
             self.tcp = TcpTransport(self._receive, self._on_parse_error)
             port = self.addresses["UDP"][1] if "UDP" in self.addresses else self.cfg.port
             self.addresses["TCP"] = await self.tcp.start(self.cfg.host, port)
-        self.schedule_sweep()
 
     async def stop(self) -> None:
         if self._sweep:
