@@ -62,7 +62,7 @@ async def one(app, cams, transport: str) -> dict:
         await up.query(c.local_port, QUERY)
         await wait_for(lambda: len(up.messages) >= len(bodies), 120, 0.002)
         total_ms = (time.perf_counter() - t0) * 1000
-        got = sum(int(q.el.find("DeviceList").get("Num")) for _, q in up.bodies("Catalog"))
+        got = sum(q.num or 0 for _, q in up.bodies("Catalog"))
         ok = got == len(cams)
         return {"transport": transport, "cameras": len(cams), "complete": ok,
                 "messages": len(up.bodies("Catalog")), "build_ms": round(build_ms, 1),

@@ -20,13 +20,8 @@ from tests.interconnect.cascade_helpers import (
 )
 from viis.core.errors import ValidationFailed
 from viis.interconnect.gb28181.cascade import Cascade
-from viis.interconnect.gb28181.cascade_answers import (
-    gb_time,
-    parse_gb_time,
-    parse_query,
-    split_bodies,
-    xml_body,
-)
+from viis.interconnect.gb28181 import manscdp
+from viis.interconnect.gb28181.cascade_answers import gb_time, parse_gb_time, parse_query
 from viis.interconnect.gb28181.cascade_store import UpperPlatform
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z = 08:00 in Beijing
@@ -67,22 +62,21 @@ def test_catalog_is_split_small_per_udp_message_with_sumnum_and_only_shared_came
                 share(app, u, [{"camera_id": secret.id, "channel_id": CH.format(99)}])
             r = await up.query(c.local_port, q("Catalog"))
             assert r.status == 200
-            assert await wait_for(lambda: sum(x[1].el.find("DeviceList").get("Num") is not None
+            assert await wait_for(lambda: sum(x[1].num is not None
                                               for x in up.bodies("Catalog")) >= 2)
             await asyncio.sleep(0.3)
             got = up.bodies("Catalog")
             assert len(got) >= 2  # split
             items = []
             for m, body in got:
-                assert body.text("SumNum") == "7" and body.sn == 7 and body.device_id == LOCAL
-                dl = body.el.find("DeviceList")
-                assert int(dl.get("Num")) == len(dl.findall("Item"))
-                items += [it.findtext("DeviceID") for it in dl.findall("Item")]
+                assert body.get("SumNum") == "7" and body.sn == 7 and body.device_id == LOCAL
+                assert body.list_tag == "DeviceList" and body.num == len(body.items)
+                items += [it["DeviceID"] for it in body.items]
                 assert m.body.startswith(b'<?xml version="1.0" encoding="GB2312"?>')
                 m.body.decode("gb2312")  # really GB2312
             assert sorted(items) == [CH.format(i) for i in range(7)]
             assert max(up.datagrams) <= 1472, up.datagrams  # one Ethernet frame each
-            names = {it.findtext("Name") for _, b in got for it in b.el.iter("Item")}
+            names = {it["Name"] for _, b in got for it in b.items}
             assert "门口摄像机3" in names and "机要室" not in names
         finally:
             await c.stop()
@@ -103,7 +97,7 @@ def test_catalog_in_utf8_and_a_name_gb2312_cannot_encode(sqlite_db, rules):
                 await up.query(c.local_port, q("Catalog"))
                 assert await wait_for(lambda up=up: up.bodies("Catalog"))
                 m, body = up.bodies("Catalog")[0]
-                assert body.el.find("DeviceList/Item/Name").text == "朱镕基路口"
+                assert body.items[0]["Name"] == "朱镕基路口"
                 assert f'encoding="{charset}"'.encode() in m.body
             finally:
                 await c.stop()
@@ -133,10 +127,10 @@ def test_device_info_and_status_of_the_platform_and_of_a_channel(sqlite_db, rule
             assert (await up.query(c.local_port, q("DeviceInfo", 4, CH.format(9)))).status == 404
             assert await wait_for(lambda: len(up.bodies("DeviceStatus")) == 2)
             info = up.bodies("DeviceInfo")[0][1]
-            assert info.device_id == LOCAL and info.text("Channel") == "2"
-            assert info.text("Result") == "OK" and info.text("Manufacturer") == "VIIS"
+            assert info.device_id == LOCAL and info.get("Channel") == "2"
+            assert info.get("Result") == "OK" and info.get("Manufacturer") == "VIIS"
             st = {b.sn: b for _, b in up.bodies("DeviceStatus")}
-            assert st[2].text("Online") == "OFFLINE" and st[3].text("Online") == "ONLINE"
+            assert st[2].get("Online") == "OFFLINE" and st[3].get("Online") == "ONLINE"
         finally:
             await c.stop()
             await up.stop()
@@ -172,9 +166,9 @@ def test_record_info_from_the_index_gaps_excluded_and_level_enforced(footage, db
             assert await wait_for(lambda: up.bodies("RecordInfo"))
             await asyncio.sleep(0.2)
             (_, body), = up.bodies("RecordInfo")
-            assert body.device_id == CH.format(1) and body.text("SumNum") == "2"
-            got = [(it.findtext("StartTime"), it.findtext("EndTime"))
-                   for it in body.el.find("RecordList").findall("Item")]
+            assert body.device_id == CH.format(1) and body.get("SumNum") == "2"
+            assert body.list_tag == "RecordList"
+            got = [(it["StartTime"], it["EndTime"]) for it in body.items]
             assert got == [("2026-01-01T08:01:30", "2026-01-01T08:03:00"),
                            ("2026-01-01T08:05:00", "2026-01-01T08:06:00")]
             # the timeline went through the one door: one register entry, under the upper
@@ -267,8 +261,8 @@ async def in_dialog_subscribe(up, first_response, sub, expires, lower_port):
 def xml_items(body):
     qq = parse_query(body)
     assert qq.root == "Notify" and qq.cmd == "Catalog"
-    for it in qq.el.find("DeviceList").findall("Item"):
-        yield it.findtext("DeviceID"), it.findtext("Event")
+    for it in qq.items:
+        yield it["DeviceID"], it["Event"]
 
 
 def test_health_faults_become_alarm_notifications_for_uppers_that_see_the_camera(
@@ -294,10 +288,10 @@ def test_health_faults_become_alarm_notifications_for_uppers_that_see_the_camera
             alarms = up.bodies("Alarm")
             assert [b.device_id for _, b in alarms] == [CH.format(1), LOCAL]
             first = alarms[0][1]
-            assert first.text("AlarmPriority") == "1" and first.text("AlarmMethod") == "5"
-            assert first.text("AlarmTime") == "2026-01-01T08:00:00"
-            assert first.text("AlarmDescription") == "黑屏 black picture"
-            assert alarms[1][1].text("AlarmMethod") == "6"
+            assert first.get("AlarmPriority") == "1" and first.get("AlarmMethod") == "5"
+            assert first.get("AlarmTime") == "2026-01-01T08:00:00"
+            assert first.get("AlarmDescription") == "黑屏 black picture"
+            assert alarms[1][1].get("AlarmMethod") == "6"
         finally:
             await c.stop()
             await up.stop()
@@ -331,26 +325,24 @@ def test_gb_time_round_trip_and_charref_fallback():
                  "2026-01-01T00:00:00Z"):
         assert parse_gb_time(text) == T0
     u = UpperPlatform(1, "x", UPPER, UPPER[:10], "h", 1, charset="GB2312", local_id=LOCAL)
-    body = xml_body("Response", "Catalog", 1, LOCAL, [("Name", "镕")], charset=u.charset)
-    assert b"&#38229;" in body
+    body = manscdp.response("Catalog", 1, LOCAL, {"Name": "镕"}, charset=u.charset)
+    assert b"&#38229;" in body and parse_query(body).get("Name") == "镕"
 
 
 def test_split_keeps_every_body_under_the_limit_and_loses_no_item():
     import random
 
     rnd = random.Random(7)
-    items = [[("DeviceID", f"{i:020d}"), ("Name", "名" * rnd.randint(1, 120))] for i in range(300)]
+    items = [{"DeviceID": f"{i:020d}", "Name": "名" * rnd.randint(1, 120)} for i in range(300)]
     for limit, most in ((1000, 64), (3000, 5), (60_000, 64)):
-        bodies = split_bodies(lambda ch: xml_body("Response", "Catalog", 1, LOCAL, items=ch,
-                                                  sum_num=len(items)), items, limit, most)
+        bodies = manscdp.catalog_responses(LOCAL, 1, items, per_message=most, max_bytes=limit)
         seen = []
         for b in bodies:
             qq = parse_query(b)
-            dl = qq.el.find("DeviceList")
-            n = int(dl.get("Num"))
-            assert n == len(dl.findall("Item")) and 1 <= n <= most
+            n = qq.num
+            assert n == len(qq.items) and 1 <= n <= most and qq.sum_num == 300
             assert len(b) <= limit or n == 1
-            seen += [it.findtext("DeviceID") for it in dl.findall("Item")]
+            seen += [it["DeviceID"] for it in qq.items]
         assert seen == [f"{i:020d}" for i in range(300)]
 
 
@@ -445,9 +437,8 @@ def test_two_uppers_each_see_their_own_channels_and_invites_reach_the_hook(sqlit
             await up2.query(c.local_port, q("Catalog", 2))
             assert await wait_for(lambda: up1.bodies("Catalog") and up2.bodies("Catalog"))
             await asyncio.sleep(0.3)
-            ids1 = [i.findtext("DeviceID") for _, b in up1.bodies("Catalog") for i in b.el.iter("Item")]
-            ids2 = sorted(i.findtext("DeviceID") for _, b in up2.bodies("Catalog")
-                          for i in b.el.iter("Item"))
+            ids1 = [i["DeviceID"] for _, b in up1.bodies("Catalog") for i in b.items]
+            ids2 = sorted(i["DeviceID"] for _, b in up2.bodies("Catalog") for i in b.items)
             assert ids1 == [CH.format(1)]
             assert ids2 == ["44010000001310000001", "44010000001310000002"]
             for upx, ch in ((up1, "44010000001310000002"), (up2, "44010000001310000002")):
@@ -494,7 +485,7 @@ def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed
             assert await wait_for(lambda: len(up.bodies("RecordInfo")) == 2)
             await asyncio.sleep(0.2)
             for _, b in up.bodies("RecordInfo"):
-                assert b.text("SumNum") == "0"
+                assert b.get("SumNum") == "0"
             assert any(b.sn == 0 for _, b in up.bodies("Catalog"))
             assert c.clients[u.id].registered  # nothing of that disturbed the registration
         finally:
@@ -538,7 +529,7 @@ def test_a_fault_raised_in_the_health_layer_reaches_the_upper_as_an_alarm(
                 camera_id=cam.id))
             assert await wait_for(lambda: up.bodies("Alarm"))
             (_, alarm), = up.bodies("Alarm")
-            assert alarm.device_id == CH.format(1) and alarm.text("AlarmMethod") == "6"
+            assert alarm.device_id == CH.format(1) and alarm.get("AlarmMethod") == "6"
             assert not c.online(cam.id) and sent == ["opened"]
             await loop.run_in_executor(None, lambda: work(
                 clear_fault, "video_signal_loss", now + 1000, camera_id=cam.id))

@@ -83,11 +83,9 @@ def test_sipp_upper_platform_queries_the_catalog_and_gets_it_split_and_well_form
         items = []
         for q in catalog:
             assert q.root == "Response" and q.sn == 4711 and q.device_id == LOCAL
-            assert q.text("SumNum") == "5"
-            dl = q.el.find("DeviceList")
-            assert int(dl.get("Num")) == len(dl.findall("Item")) >= 1
-            items += [(it.findtext("DeviceID"), it.findtext("Name"), it.findtext("ParentID"))
-                      for it in dl.findall("Item")]
+            assert q.get("SumNum") == "5" and q.list_tag == "DeviceList"
+            assert q.num == len(q.items) >= 1
+            items += [(it["DeviceID"], it["Name"], it["ParentID"]) for it in q.items]
         assert sorted(items) == [(CH.format(i), f"入口{i}号摄像机", LOCAL) for i in range(5)]
         assert all("档案室" not in b.decode("gb18030") for b in bodies)
         catalog_msgs = [s for s in sent if b"<CmdType>Catalog</CmdType>" in s]

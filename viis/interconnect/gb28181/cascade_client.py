@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from viis import __version__
 from viis.core.logging import get_logger
 from viis.interconnect.gb28181 import cascade_answers as ans
-from viis.interconnect.gb28181.cascade_answers import Query, QueryError, parse_query
+from viis.interconnect.gb28181.cascade_answers import parse_query
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
 from viis.interconnect.gb28181.clock import Clock, TimerHandle
 from viis.interconnect.gb28181.dialog import Dialog, DialogError
 from viis.interconnect.gb28181.endpoint import new_call_id
+from viis.interconnect.gb28181.manscdp import Manscdp, ManscdpError
 from viis.interconnect.gb28181.sip import (
     Address,
     SipRequest,
@@ -429,7 +430,7 @@ class CascadeClient:
     async def on_message(self, req: SipRequest, txn: ServerTransaction) -> None:
         try:
             q = parse_query(req.body, req.charset)
-        except QueryError as e:
+        except ManscdpError as e:
             self.last_error = f"MESSAGE from the upper: {e}"
             txn.reply(400, "Bad MANSCDP")
             return
@@ -452,7 +453,7 @@ class CascadeClient:
             sh = await self.c.share_async(self.upper, q.device_id)
             if sh is None:
                 txn.reply(404, "Not Found")
-            elif q.text("PTZCmd") and not sh.ptz_allowed:
+            elif q.get("PTZCmd") and not sh.ptz_allowed:
                 txn.reply(403, "PTZ Not Allowed")
             elif self.c.control_handler is not None:
                 await _maybe_await(self.c.control_handler(self.upper, sh, q, txn))
@@ -463,13 +464,13 @@ class CascadeClient:
             return
         txn.reply(200)  # Notify/Response from the upper: accepted
 
-    async def _catalog(self, q: Query) -> list[bytes] | None:
+    async def _catalog(self, q: Manscdp) -> list[bytes] | None:
         if q.device_id not in (self.upper.local_id, ""):
             return None
         shares = await self.c.shares_async(self.upper)
         return ans.catalog_bodies(self.upper, q.sn, shares, self.c.online)
 
-    async def _device_info(self, q: Query) -> list[bytes] | None:
+    async def _device_info(self, q: Manscdp) -> list[bytes] | None:
         u = self.upper
         if q.device_id in (u.local_id, ""):
             n = len(await self.c.shares_async(u))
@@ -479,7 +480,7 @@ class CascadeClient:
             return None
         return [ans.device_info_body(u, q.sn, sh.channel_id, sh.name, 1, __version__)]
 
-    async def _device_status(self, q: Query) -> list[bytes] | None:
+    async def _device_status(self, q: Manscdp) -> list[bytes] | None:
         u = self.upper
         now = self.c.app_clock_ms()
         if q.device_id in (u.local_id, ""):
@@ -490,20 +491,18 @@ class CascadeClient:
         on = self.c.online(sh.camera_id)
         return [ans.device_status_body(u, q.sn, sh.channel_id, on, on, now)]
 
-    async def _record_info(self, q: Query) -> list[bytes] | None:
+    async def _record_info(self, q: Manscdp) -> list[bytes] | None:
         sh = await self.c.share_async(self.upper, q.device_id)
         if sh is None:
             return None  # unknown, or above the grade: never answered (Q13.1)
         try:
-            start = ans.parse_gb_time(q.text("StartTime"))
-            end = ans.parse_gb_time(q.text("EndTime"))
+            start = ans.parse_gb_time(q.get("StartTime") or "")
+            end = ans.parse_gb_time(q.get("EndTime") or "")
         except ValueError:
             self.last_error = "RecordInfo with unreadable StartTime/EndTime"
-            return [ans.xml_body("Response", "RecordInfo", q.sn, sh.channel_id,
-                                 [("Name", sh.name)], items=[], list_tag="RecordList",
-                                 sum_num=0, charset=self.upper.charset)]
+            return ans.record_info_bodies(self.upper, q.sn, sh, [])
         end = min(end, start + ans.MAX_RECORD_SPAN_MS)
-        kind = q.text("Type").lower()
+        kind = (q.get("Type") or "").lower()
         # VIIS records continuously: only "time" recordings exist (an alarm query gets none)
         wanted = kind in ("", "all", "time")
         if end <= start or not wanted:
