@@ -135,14 +135,16 @@ def test_endpoint_style_hook_signature_and_peer_limit():
 # ---- causes ----------------------------------------------------------------------------
 
 def test_register_causes_for_the_cascade():
-    kw = dict(upper="city", our_id="34020000002000000009", address="10.0.0.1:5060")
-    assert causes.register_cause(200, **kw) is None
-    assert "password" in causes.register_cause(401, **kw)
-    assert "does not know our platform ID 34020000002000000009" in causes.register_cause(404, **kw)
-    assert "rejected our re-REGISTER with 400" in causes.register_cause(400, refreshing=True, **kw)
-    assert "answered 400 Bad" in causes.register_cause(400, reason="Bad", **kw)
-    assert "firewall" in causes.register_cause(None, tries=7, **kw)
-    assert "at least 3600 s" in causes.register_cause(423, min_expires=3600, **kw)
+    """The cascade's REGISTER causes live in the one table, as ``cascade-*``."""
+    kw = dict(host="10.0.0.1", port=5060, transport="UDP", name="city",
+              local_id="34020000002000000009")
+    assert "password configured here for city" in causes.explain(
+        "cascade-wrong-password", status=403, **kw)
+    assert "does not know our platform ID 34020000002000000009" in causes.explain(
+        "cascade-unknown-id", status=404, **kw)
+    assert "400 Bad" in causes.explain("cascade-bad-request", reason="Bad", **kw)
+    assert "firewall" in causes.explain("cascade-unreachable", **kw)
+    assert "realm '3402000000'" in causes.explain("cascade-rechallenged", realm="3402000000")
 
 
 def test_stream_causes():

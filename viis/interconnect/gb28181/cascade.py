@@ -35,7 +35,6 @@ from viis.core.logging import get_logger
 from viis.interconnect.gb28181 import cascade_answers as ans
 from viis.interconnect.gb28181 import cascade_store as store
 from viis.interconnect.gb28181.cascade_client import (  # noqa: F401  (re-exported)
-    CAUSES,
     NO_ANSWER,
     CascadeClient,
     Subscription,

@@ -21,6 +21,7 @@ from viis.core.logging import get_logger
 from viis.interconnect.gb28181 import cascade_answers as ans
 from viis.interconnect.gb28181.cascade_answers import parse_query
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
+from viis.interconnect.gb28181.causes import explain
 from viis.interconnect.gb28181.clock import Clock, TimerHandle
 from viis.interconnect.gb28181.dialog import Dialog, DialogError
 from viis.interconnect.gb28181.endpoint import new_call_id
@@ -44,29 +45,6 @@ SEND_WINDOW = 8  # response messages in flight to one upper
 CLOCK_WARN_S = 2.0  # the upper's Date this far from our clock: a warning in diagnose()
 # no final response (Timer F), or a TCP connection that could not be made (TransportError)
 NO_ANSWER = (TransactionTimeout, OSError)
-
-CAUSES = {
-    "unreachable": "no answer from {host}:{port} over {transport}: the upper platform is down, "
-    "its address or port is wrong here, or a firewall drops SIP",
-    "wrong-password": "the upper platform refused our credentials ({status} after our digest "
-    "answer): the password configured here for {name} does not match the one it holds for our "
-    "platform ID {local_id}",
-    "rechallenged": "the upper platform challenged again after our digest answer (401): wrong "
-    "password, or its realm {realm!r} is not the one it holds our password under",
-    "no-challenge": "the upper platform answered 401 without a digest challenge we can answer",
-    "unknown-id": "the upper platform does not know our platform ID {local_id} ({status}): add "
-    "this VIIS there as a lower platform with that ID",
-    "bad-request": "the upper platform rejected our REGISTER as malformed (400 {reason}); a "
-    "known cause is a re-register it does not accept — a new registration (new Call-ID) "
-    "follows",
-    "server-error": "the upper platform answered {status} {reason}: it is overloaded or "
-    "misconfigured; retrying with backoff",
-    "forgot-us": "the upper platform answered {status} to a keepalive: it no longer knows us "
-    "(restarted, or our registration expired there); registering again",
-    "keepalive-lost": "{n} keepalives in a row got no answer: the upper platform is gone or "
-    "the network drops SIP; registering again",
-}
-
 
 @dataclass
 class Subscription:
@@ -246,8 +224,8 @@ class CascadeClient:
 
     def _fail(self, key: str, **kw: Any) -> bool:
         u = self.upper
-        self.cause = CAUSES[key].format(host=u.host, port=u.port, transport=u.transport,
-                                        name=u.name, local_id=u.local_id, **kw)
+        self.cause = explain(f"cascade-{key}", host=u.host, port=u.port, transport=u.transport,
+                             name=u.name, local_id=u.local_id, **kw)
         self.registered = False
         return False
 
@@ -364,7 +342,7 @@ class CascadeClient:
                 if self.keepalive_misses >= u.keepalive_misses:
                     self.registered = False
                     self.state = "lost"
-                    self.cause = CAUSES["keepalive-lost"].format(n=self.keepalive_misses)
+                    self.cause = explain("cascade-keepalive-lost", n=self.keepalive_misses)
                     self.last_error = "keepalives unanswered"
                     self._next_ka = None
                     log.warning("gb.cascade.lost", upper=u.server_id, cause=self.cause)
@@ -390,7 +368,7 @@ class CascadeClient:
             self.last_keepalive_ok = self.clock.now()
         elif resp.status >= 400:
             self._ka_outstanding = False
-            self._lost_reason = CAUSES["forgot-us"].format(status=resp.status)
+            self._lost_reason = explain("cascade-forgot-us", status=resp.status)
             self._interrupt()
 
     # ---- sending to the upper ---------------------------------------------------------------

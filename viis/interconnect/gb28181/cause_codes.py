@@ -1,15 +1,15 @@
 """Stable codes for the plain-language GB/T 28181 causes, so that the console can say which
 of the usual failures it is in the reader's language (issue 7 item 4; Q13.1, Q13.2).
 
-The diagnosis of a peer is English text, written where the failure is seen (causes.py,
-cascade.py's own table, a few sentences in platform.py and service.py). Rather than thread
-a code through every one of those writers, this module recognises the text: each cause
-template (``{name}`` fields) becomes an anchored pattern, and the fields come back as
-arguments. ``classify(text) -> {"code", "args"}``; a text no pattern knows is code
-``other`` with the text itself as ``args["text"]`` (the console then shows it as it is,
-marked untranslated). The templates are read from causes.CAUSES and cascade.CAUSES at
-import, so a reworded cause there keeps its code; the sentences written inline elsewhere
-are mirrored here and pinned by tests/interconnect/test_cause_codes.py.
+The diagnosis of a peer is English text, written where the failure is seen (causes.py's
+table — both roles, the cascade's as ``cascade-*`` — and a few sentences in platform.py and
+service.py). Rather than thread a code through every one of those writers, this module
+recognises the text: each cause template (``{name}`` fields) becomes an anchored pattern,
+and the fields come back as arguments. ``classify(text) -> {"code", "args"}``; a text no
+pattern knows is code ``other`` with the text itself as ``args["text"]`` (the console then
+shows it as it is, marked untranslated). The templates are read from causes.CAUSES, so a
+reworded cause there keeps its code; the sentences written inline elsewhere are mirrored
+here and pinned by tests/interconnect/test_cause_codes.py.
 
 ``device_codes(view)`` and ``upper_codes(status)`` add ``cause_code``/``cause_args`` (and
 ``warning_codes`` for the non-fatal notes) to the REST views of routes_gb28181.py and
@@ -18,7 +18,6 @@ routes_gb_cascade.py.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -79,23 +78,10 @@ def _pattern(template: str) -> re.Pattern:
     return re.compile("".join(out), re.S)
 
 
-def _cascade_causes() -> dict[str, str]:
-    for name in ("cascade_client", "cascade"):  # the client's table, wherever it lives
-        try:
-            mod = importlib.import_module(f".{name}", __package__)
-        except ImportError:
-            continue
-        table = getattr(mod, "CAUSES", None)
-        if isinstance(table, dict):
-            return dict(table)
-    return {}
-
-
 @lru_cache(maxsize=1)
 def patterns() -> tuple[tuple[str, re.Pattern], ...]:
-    """(code, pattern) in matching order: the cause tables first, then the inline texts."""
+    """(code, pattern) in matching order: the cause table first, then the inline texts."""
     out = [(code, _pattern(text)) for code, text in CAUSES.items()]
-    out += [(f"cascade-{code}", _pattern(text)) for code, text in _cascade_causes().items()]
     out += [(code, re.compile(rx, re.S)) for code, rx in INLINE]
     return tuple(out)
 

@@ -4,8 +4,10 @@ Users of the leading open platform trip over the same few things (registration l
 "stream receive timeout", TCP active vs passive, incomplete catalogs, garbled names,
 cascade re-register rejected); the console names which one it is instead of a status
 code. ``CAUSES`` holds the texts (``explain(code, **values)`` fills them); the functions
-below turn observations (a REGISTER answer, receiver statistics, addresses, charsets, an
-assembled catalog) into one of them. Used by ``Platform.diagnose`` and cascade diagnostics.
+below turn observations (receiver statistics, addresses, charsets, an assembled catalog)
+into one of them. Used by ``Platform.diagnose`` and, for the ``cascade-*``
+codes, by ``CascadeClient`` (registration upward): the one table of both roles, which
+``cause_codes`` turns into the console's codes.
 """
 
 from __future__ import annotations
@@ -29,20 +31,28 @@ CAUSES: dict[str, str] = {
     "nat-mismatch": "address mismatch: the peer says it is at {claimed} but its packets come "
     "from {source} (NAT, or a wrong local IP configured on it); requests and media go to the "
     "packet source, and media sent to {claimed} would never arrive",
-    # registration upward (cascade)
-    "upper-wrong-password": "the upper platform {upper} refused our credentials ({status}): "
-    "check the password and our platform ID configured for it (both must match the upper "
-    "platform's entry for us)",
-    "upper-unknown-id": "the upper platform {upper} does not know our platform ID {our_id} "
-    "({status}): ask its operator to add it, or fix the ID configured here",
-    "upper-reregister-rejected": "the upper platform {upper} rejected our re-REGISTER with 400: "
-    "it still holds our previous registration (restart on its side, or a changed Call-ID); "
-    "we unregister and register afresh",
-    "upper-no-answer": "no answer from the upper platform at {address} over {transport} after "
-    "{tries} tries: wrong address/port, a firewall, or the wrong transport (UDP vs TCP)",
-    "upper-interval-too-brief": "the upper platform wants registrations of at least {min} s "
-    "(423); the registration period is raised to that",
-    "upper-refused": "the upper platform {upper} answered {status} {reason}",
+    # registration upward (cascade: CascadeClient fills {host} {port} {transport} {name}
+    # {local_id} of the upper platform, and the values each text names)
+    "cascade-unreachable": "no answer from {host}:{port} over {transport}: the upper platform "
+    "is down, its address or port is wrong here, or a firewall drops SIP",
+    "cascade-wrong-password": "the upper platform refused our credentials ({status} after our "
+    "digest answer): the password configured here for {name} does not match the one it holds "
+    "for our platform ID {local_id}",
+    "cascade-rechallenged": "the upper platform challenged again after our digest answer (401): "
+    "wrong password, or its realm {realm!r} is not the one it holds our password under",
+    "cascade-no-challenge": "the upper platform answered 401 without a digest challenge we can "
+    "answer",
+    "cascade-unknown-id": "the upper platform does not know our platform ID {local_id} "
+    "({status}): add this VIIS there as a lower platform with that ID",
+    "cascade-bad-request": "the upper platform rejected our REGISTER as malformed (400 "
+    "{reason}); a known cause is a re-register it does not accept — a new registration (new "
+    "Call-ID) follows",
+    "cascade-server-error": "the upper platform answered {status} {reason}: it is overloaded or "
+    "misconfigured; retrying with backoff",
+    "cascade-forgot-us": "the upper platform answered {status} to a keepalive: it no longer knows "
+    "us (restarted, or our registration expired there); registering again",
+    "cascade-keepalive-lost": "{n} keepalives in a row got no answer: the upper platform is gone "
+    "or the network drops SIP; registering again",
     # media
     "stream-never-arrived": "stream never arrived: no RTP reached {local} within {waited:.0f} s "
     "after the INVITE was answered (the sender was told {sdp_address}; check that this address "
@@ -90,25 +100,6 @@ def charset_cause(declared: str | None, actual: str) -> str | None:
     if not d or d == a or (d in gb and a in gb):
         return None
     return explain("charset-mislabelled", declared=declared, actual=actual.upper())
-
-
-def register_cause(status: int | None, *, upper: str, our_id: str, address: str = "",
-                   transport: str = "UDP", tries: int = 1, reason: str = "",
-                   refreshing: bool = False, min_expires: int | None = None) -> str | None:
-    """Cause for a REGISTER to an upper platform: ``status`` None = no answer at all."""
-    if status is None:
-        return explain("upper-no-answer", address=address, transport=transport, tries=tries)
-    if 200 <= status < 300:
-        return None
-    if status in (401, 403, 407):
-        return explain("upper-wrong-password", upper=upper, status=status)
-    if status == 404:
-        return explain("upper-unknown-id", upper=upper, our_id=our_id, status=status)
-    if status == 400 and refreshing:
-        return explain("upper-reregister-rejected", upper=upper)
-    if status == 423:
-        return explain("upper-interval-too-brief", min=min_expires or "?")
-    return explain("upper-refused", upper=upper, status=status, reason=reason)
 
 
 def stream_cause(stats: Mapping[str, Any], *, expected_ssrc: int | None, waited: float,
