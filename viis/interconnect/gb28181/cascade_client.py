@@ -229,32 +229,35 @@ class CascadeClient:
         self.registered = False
         return False
 
-    async def _register_once(self, expires: int | None = None) -> bool:
+    async def _send_register(self, expires: int) -> tuple[SipRequest, SipResponse] | None:
+        """One REGISTER (the endpoint answers a digest challenge once); None = no answer."""
         u = self.upper
-        want = u.register_expires if expires is None else expires
-        self.state = "registering" if want else self.state
         self.cseq += 1
-        req = self._request("REGISTER", expires=want, call_id=self.call_id, cseq=self.cseq)
+        req = self._request("REGISTER", expires=expires, call_id=self.call_id, cseq=self.cseq)
         try:
             resp = await self.c.endpoint.request(req, u.address, u.transport,
                                                  credentials=(u.local_id, u.password))
         except NO_ANSWER as e:
             self.last_error = f"REGISTER: {e}"[:200]
-            return self._fail("unreachable")
+            return None
         self.cseq = max(self.cseq, resp.cseq[0])
+        return req, resp
+
+    async def _register_once(self, expires: int | None = None) -> bool:
+        u = self.upper
+        want = u.register_expires if expires is None else expires
+        self.state = "registering" if want else self.state
+        sent = await self._send_register(want)
+        if sent is None:
+            return self._fail("unreachable")
+        req, resp = sent
         if resp.status == 423 and want:
             me = (resp.get("Min-Expires") or "").strip()
             if me.isdigit():
-                self.cseq += 1
-                req = self._request("REGISTER", expires=int(me), call_id=self.call_id,
-                                    cseq=self.cseq)
-                try:
-                    resp = await self.c.endpoint.request(req, u.address, u.transport,
-                                                         credentials=(u.local_id, u.password))
-                except NO_ANSWER as e:
-                    self.last_error = f"REGISTER: {e}"[:200]
+                sent = await self._send_register(int(me))
+                if sent is None:
                     return self._fail("unreachable")
-                self.cseq = max(self.cseq, resp.cseq[0])
+                req, resp = sent
         self.last_error = f"REGISTER {resp.status} {resp.reason}".strip()
         if 200 <= resp.status < 300:
             if not want:

@@ -135,7 +135,24 @@ class _SendDgram(asyncio.DatagramProtocol):
         self.owner.last_error = str(exc)
 
 
-class PsSender:
+class _SocketOwner:
+    """The datagram socket or connection (``_transport``) and the TCP listener (``_server``)
+    of a sender or receiver, and closing them."""
+
+    _transport: asyncio.BaseTransport | None
+    _server: asyncio.base_events.Server | None
+
+    async def _close_sockets(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+
+class PsSender(_SocketOwner):
     """Sends frames as PS over RTP to one peer. Build with ``await PsSender.open(...)``.
 
     ``send_frame`` never blocks: it returns False (and counts) when there is no peer yet,
@@ -281,13 +298,7 @@ class PsSender:
 
     async def close(self) -> None:
         self._closed = True
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        await self._close_sockets()
 
 
 # --------------------------------------------------------------------------- receiver
@@ -346,7 +357,7 @@ class _RecvStream(asyncio.Protocol):
             del buf[:pos]
 
 
-class PsReceiver:
+class PsReceiver(_SocketOwner):
     """Receives PS over RTP and hands complete frames to ``on_frame``.
 
     Stats: ``received``/``bytes`` (everything that arrived), ``first_packet_at``/
@@ -563,10 +574,4 @@ class PsReceiver:
         if self._stream is not None and self._stream.transport is not None:
             self._stream.transport.close()
         self._stream = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        await self._close_sockets()
