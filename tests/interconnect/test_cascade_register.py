@@ -5,6 +5,7 @@ ManualClock shared by both sides, so a 60 s registration or a 32 s Timer F takes
 time; the network is real."""
 
 import asyncio
+from contextlib import asynccontextmanager
 
 from tests.interconnect.cascade_helpers import LOCAL, UPPER, add_upper, app_on, wait_for
 from viis.interconnect.gb28181.cascade import Cascade
@@ -23,7 +24,8 @@ async def run_for(clock, seconds, step=0.5, real=0.01):
 async def start_upper(clock, port=0, server_id=UPPER, password="secret", events=None,
                       keepalive=5, tcp=False):
     cfg = PlatformConfig(server_id=server_id, host="127.0.0.1", port=port, password=None,
-                         passwords={LOCAL: password}, keepalive_interval=keepalive, keepalive_misses=3,
+                         passwords={} if password is None else {LOCAL: password},
+                         keepalive_interval=keepalive, keepalive_misses=3,
                          min_expires=1, tcp=tcp)
     p = Platform(cfg, clock=clock,
                  on_event=(lambda ev, peer: events.append(ev)) if events is not None else None)
@@ -56,16 +58,28 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
+@asynccontextmanager
+async def lower_and_upper(db, *, upper=None, cascade=None, **entry):
+    """VIIS's Platform as the upper (``start_upper(**upper)``) and our Cascade with one upper
+    entry for it (``add_upper(**entry)``), on one ManualClock; both stopped at the end."""
+    clock = ManualClock()
+    up = await start_upper(clock, **(upper or {}))
+    app = app_on(db)
+    add_upper(app, up.addresses[entry.get("transport", "UDP")][1], **entry)
+    c = Cascade(app, host="127.0.0.1", port=0, clock=clock, **(cascade or {}))
+    await c.start()
+    try:
+        yield clock, up, c
+    finally:
+        await c.stop()
+        await up.stop()
+
+
 def test_registers_with_password_and_keeps_alive_at_the_interval(sqlite_db):
     async def main():
-        clock = ManualClock()
         events = []
-        up = await start_upper(clock, events=events)
-        app = app_on(sqlite_db)
-        add_upper(app, up.addresses["UDP"][1], keepalive_s=5, register_expires=3600)
-        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
-        await c.start()
-        try:
+        async with lower_and_upper(sqlite_db, upper=dict(events=events), keepalive_s=5,
+                                   register_expires=3600) as (clock, up, c):
             assert await settle(clock, lambda: registered_both(up, c))
             peer = up.peers[LOCAL]
             assert peer.online and peer.address[1] == c.local_port
@@ -78,9 +92,6 @@ def test_registers_with_password_and_keeps_alive_at_the_interval(sqlite_db):
             assert peer.keepalives - before == 10  # one per 5 s
             assert events == ["registered"]
             assert c.diagnose()[0]["keepalives_ok"] == peer.keepalives
-        finally:
-            await c.stop()
-            await up.stop()
         assert events[-1] == "unregistered"  # stop sends Expires: 0
 
     run(main())
@@ -88,13 +99,9 @@ def test_registers_with_password_and_keeps_alive_at_the_interval(sqlite_db):
 
 def test_wrong_password_gives_a_diagnosable_cause_and_backs_off(sqlite_db):
     async def main():
-        clock = ManualClock()
-        up = await start_upper(clock, password="the-right-one")
-        app = app_on(sqlite_db)
-        add_upper(app, up.addresses["UDP"][1], password="a-wrong-one")
-        c = Cascade(app, host="127.0.0.1", port=0, clock=clock, backoff_base=2, backoff_cap=8)
-        await c.start()
-        try:
+        async with lower_and_upper(sqlite_db, upper=dict(password="the-right-one"),
+                                   cascade=dict(backoff_base=2, backoff_cap=8),
+                                   password="a-wrong-one") as (clock, up, c):
             cl = next(iter(c.clients.values()))
             assert await settle(clock, lambda: cl.failures >= 1)
             d = cl.diagnose()
@@ -104,51 +111,31 @@ def test_wrong_password_gives_a_diagnosable_cause_and_backs_off(sqlite_db):
             assert "wrong password" in up.diagnose(LOCAL)["cause"]  # the upper's view agrees
             await run_for(clock, 30, step=0.5)
             assert cl.backoffs[:4] == [2, 4, 8, 8]  # exponential, capped
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
 
 def test_unknown_platform_id_cause(sqlite_db):
     async def main():
-        clock = ManualClock()
-        up = await start_upper(clock)
-        up.cfg.passwords = {}  # the upper does not know our ID at all: 403 without challenge
-        app = app_on(sqlite_db)
-        add_upper(app, up.addresses["UDP"][1])
-        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
-        await c.start()
-        try:
+        # the upper does not know our ID at all: 403 without challenge
+        async with lower_and_upper(sqlite_db, upper=dict(password=None)) as (clock, up, c):
             cl = next(iter(c.clients.values()))
             assert await settle(clock, lambda: cl.failures >= 1)
             assert "does not know our platform ID" in cl.cause
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
 
 def test_reregisters_before_expiry(sqlite_db):
     async def main():
-        clock = ManualClock()
         events = []
-        up = await start_upper(clock, events=events)
-        app = app_on(sqlite_db)
-        add_upper(app, up.addresses["UDP"][1], keepalive_s=5, register_expires=60)
-        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
-        await c.start()
-        try:
+        async with lower_and_upper(sqlite_db, upper=dict(events=events), keepalive_s=5,
+                                   register_expires=60) as (clock, up, c):
             assert await settle(clock, lambda: registered_both(up, c))
             await run_for(clock, 100, step=0.5)  # > the 60 s granted period
             assert events.count("refreshed") >= 3  # at half the period: 30, 60, 90 s
             assert "expired" not in events and up.peers[LOCAL].registered
             assert c.diagnose()[0]["registrations"] == events.count("refreshed") + 1
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -220,21 +207,13 @@ def test_several_upper_platforms_at_once(sqlite_db):
 
 def test_registers_and_keeps_alive_over_tcp(sqlite_db):
     async def main():
-        clock = ManualClock()
-        up = await start_upper(clock, tcp=True)
-        app = app_on(sqlite_db)
-        add_upper(app, up.addresses["TCP"][1], transport="TCP", keepalive_s=5)
-        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
-        await c.start()
-        try:
+        async with lower_and_upper(sqlite_db, upper=dict(tcp=True), transport="TCP",
+                                   keepalive_s=5) as (clock, up, c):
             assert await settle(clock, lambda: registered_both(up, c))
             assert up.peers[LOCAL].transport == "TCP"
             await run_for(clock, 20, step=0.5)
             await wait_for(lambda: up.peers[LOCAL].keepalives >= 4, 5)  # TCP may lag the clock
             assert up.peers[LOCAL].keepalives == 4 and up.peers[LOCAL].online
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -266,13 +245,7 @@ def test_the_uppers_date_is_measured_against_our_clock(sqlite_db):
     """GB time sync: the upper's Date in the 200 to REGISTER; an offset over 2 s is a warning
     (not applied to our clock: NTP owns it)."""
     async def main():
-        clock = ManualClock()
-        up = await start_upper(clock)
-        app = app_on(sqlite_db)
-        add_upper(app, up.addresses["UDP"][1])
-        c = Cascade(app, host="127.0.0.1", port=0, clock=clock)
-        await c.start()
-        try:
+        async with lower_and_upper(sqlite_db) as (clock, up, c):
             cl = next(iter(c.clients.values()))
             assert await settle(clock, lambda: cl.registered)
             assert abs(cl.diagnose()["clock_offset_s"]) < 1.0 and not cl.warnings
@@ -283,8 +256,5 @@ def test_the_uppers_date_is_measured_against_our_clock(sqlite_db):
             assert await settle(clock, lambda: cl.registrations == 2, seconds=10)
             assert 590 < cl.diagnose()["clock_offset_s"] < 600
             assert "clock differs from ours by +5" in cl.warnings[-1]
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
