@@ -81,6 +81,16 @@ class Session:
         return InviteAnswer(status, sdp, on_ack=on_ack, on_bye=on_bye, on_request=on_request)
 
 
+async def established(a: SipEndpoint, b: SipEndpoint, transport: str = "UDP"):
+    """``a`` calls ``b``, which answers 200 with ``SDP_B``; returns (b's Session, a's Dialog)
+    once b has the ACK."""
+    s = Session()
+    b.on_invite(lambda req, txn: s.answer())
+    d, _ = await a.invite(uri(b), addr(b), transport, SDP_A, {})
+    await asyncio.wait_for(s.acked.wait(), 10)
+    return s, d
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
@@ -337,10 +347,7 @@ def test_cancel_of_a_pending_invite_gets_487(how):
 def test_reinvite_refresh_is_answered_and_a_media_change_refused():
     async def main():
         async with pair() as (a, b):
-            s = Session()
-            b.on_invite(lambda req, txn: s.answer())
-            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
-            await asyncio.wait_for(s.acked.wait(), 10)
+            s, d = await established(a, b)
             # Same offer (a session refresh): 200 with the same answer, ACKed, still one dialog.
             r = await a.in_dialog(d, "INVITE", SDP_A, "application/sdp")
             assert r.status == 200 and r.body.decode() == SDP_B
@@ -359,10 +366,7 @@ def test_reinvite_refresh_is_answered_and_a_media_change_refused():
 def test_in_dialog_request_with_wrong_tags_gets_481_and_lower_cseq_500():
     async def main():
         async with pair() as (a, b):
-            s = Session()
-            b.on_invite(lambda req, txn: s.answer())
-            d, _ = await a.invite(uri(b), addr(b), "UDP", SDP_A, {})
-            await asyncio.wait_for(s.acked.wait(), 10)
+            s, d = await established(a, b)
             for field in ("local_tag", "remote_tag", "call_id"):
                 bad = d.make_request("INFO", b"x", "text/plain")
                 orig = getattr(d, field)
@@ -392,10 +396,7 @@ def test_in_dialog_request_with_wrong_tags_gets_481_and_lower_cseq_500():
 def test_hostile_traffic_on_the_same_socket_leaves_the_dialog_alone(transport):
     async def main():
         async with pair() as (a, b):
-            s = Session()
-            b.on_invite(lambda req, txn: s.answer())
-            d, _ = await a.invite(uri(b), addr(b), transport, SDP_A, {})
-            await asyncio.wait_for(s.acked.wait(), 10)
+            s, d = await established(a, b, transport)
             (ud,) = b.dialogs.values()
             junk = [
                 b"\x00\xff" * 300,
@@ -521,10 +522,7 @@ def test_a_2xx_that_crosses_our_cancel_is_acked_and_ended():
 def test_uas_bye_over_tcp_dials_the_contact_when_the_callers_connection_is_gone():
     async def main():
         async with pair() as (a, b):
-            s = Session()
-            b.on_invite(lambda req, txn: s.answer())
-            d, _ = await a.invite(uri(b), addr(b), "TCP", SDP_A, {})
-            await asyncio.wait_for(s.acked.wait(), 10)
+            s, d = await established(a, b, "TCP")
             (ud,) = b.dialogs.values()
             for w in list(a.tcp.conns.values()):
                 w.close()
