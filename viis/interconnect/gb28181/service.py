@@ -94,7 +94,7 @@ class GbPlatformService:
         self._restored: dict[str, float] = {}  # device id -> when we restarted without it
         self._known: set[str] = set()  # device ids with a row in gb_devices
         self._db_lock = asyncio.Lock()
-        self._query_slots = asyncio.Semaphore(16)  # devices queried at once after registering
+        self._query_slots = asyncio.Semaphore(64)  # devices queried at once after registering
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self.catalog_syncs = 0  # catalog answers handled (complete or partial)
@@ -300,21 +300,20 @@ class GbPlatformService:
 
     async def _initial_queries(self, device_id: str) -> None:
         # Bounded: after an outage thousands of devices register within seconds, and their
-        # catalogs would otherwise all be asked for (and written) at once.
+        # catalogs would otherwise all be asked for (and written) at once. A device that
+        # does not even answer the first MESSAGE is not asked the rest (each would hold a
+        # slot for Timer F, 32 s).
         async with self._query_slots:
-            try:
-                await self.sync_catalog(device_id)
-            except Exception as e:  # noqa: BLE001 - recorded on the peer for the diagnosis
-                self._note_error(device_id, f"catalog query failed: {e}")
-            try:
-                await self.device_info(device_id)
-            except Exception as e:  # noqa: BLE001
-                self._note_error(device_id, f"DeviceInfo query failed: {e}")
+            steps = [("catalog query", self.sync_catalog), ("DeviceInfo query", self.device_info)]
             if self.settings.catalog_subscribe_s and device_id not in self._subscriptions:
+                steps.append(("Catalog SUBSCRIBE", self.subscribe_catalog))
+            for what, step in steps:
                 try:
-                    await self.subscribe_catalog(device_id)
-                except Exception as e:  # noqa: BLE001
-                    self._note_error(device_id, f"Catalog SUBSCRIBE failed: {e}")
+                    await step(device_id)
+                except Exception as e:  # noqa: BLE001 - recorded on the peer for the diagnosis
+                    self._note_error(device_id, f"{what} failed: {e}")
+                    if isinstance(e.__cause__, TransactionTimeout):
+                        return
 
     def _periodic_catalogs(self) -> None:
         now = self.clock.now()
