@@ -5,6 +5,7 @@ shares written through the store, and an upper platform made of VIIS's own Platf
 from __future__ import annotations
 
 import asyncio
+import socket
 from types import SimpleNamespace
 
 from viis.core.clock import SystemClock
@@ -43,7 +44,14 @@ def share(app, upper, items):
         return store.set_shares(s, upper.id, items, actor="test", now_ms=app.clock.wall_ms())
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 async def wait_for(pred, timeout=10.0, step=0.02):
+    """Wait (generously: the machine is shared) until ``pred()`` holds; its last value."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
+# shared with the cascade tests; re-exported for the platform-role tests
+from tests.interconnect.cascade_helpers import free_udp_port  # noqa: F401
+from tests.interconnect.cascade_helpers import wait_for as until  # noqa: F401
 from viis.app import App
 from viis.compliance.rulepack import RuleBook
 from viis.core.config import load_settings
@@ -31,12 +33,6 @@ def make_app(tmp_path: Path, db, clock, **gb) -> App:
     return App(settings, db, RuleBook.load(settings.rulepack_dir), clock)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def sipp(scenario: str, port: int, cwd: Path, *extra: str, password: str = "secret",
                device: str = DEV, transport: str = "u1", timeout: float = 30) -> tuple[int, str]:
     """Run a sipp scenario as a device against 127.0.0.1:port; (exit code, its output)."""
@@ -55,17 +51,6 @@ async def sipp(scenario: str, port: int, cwd: Path, *extra: str, password: str =
         out, _ = await proc.communicate()
     errs = "".join(p.read_text(errors="replace") for p in cwd.glob("*_errors.log"))
     return proc.returncode, out.decode(errors="replace")[-2000:] + errs[-3000:]
-
-
-async def until(cond, timeout: float = 10.0, step: float = 0.05) -> bool:
-    """Wait (generously: the machine is shared) until ``cond()`` holds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if cond():
-            return True
-        await asyncio.sleep(step)
-    return bool(cond())
 
 
 async def started(app: App, **kw) -> GbPlatformService:

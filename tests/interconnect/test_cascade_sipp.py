@@ -6,7 +6,6 @@ exactly the shared cameras at or below the platform's grade."""
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.interconnect.cascade_helpers import (
     add_camera,
     add_upper,
     app_on,
+    free_udp_port,
     share,
 )
 from viis.interconnect.gb28181.cascade import Cascade
@@ -27,12 +27,6 @@ from viis.interconnect.gb28181.sip import parse
 SIPP = shutil.which("sipp")
 SCEN = Path(__file__).parent / "scenarios"
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt-get install sip-tester)")
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _received(log: str) -> list:
@@ -48,7 +42,7 @@ def _received(log: str) -> list:
 def test_sipp_upper_platform_queries_the_catalog_and_gets_it_split_and_well_formed(
         tmp_path, sqlite_db, rules):
     app = app_on(sqlite_db)
-    sipp_port = _free_udp_port()
+    sipp_port = free_udp_port()
 
     async def main():
         cams = [add_camera(app, rules, f"入口{i}号摄像机", site="园区东门") for i in range(5)]
