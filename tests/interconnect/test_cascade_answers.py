@@ -3,6 +3,7 @@ security level; Q12.1, N12.1: GB/T 28181 MANSCDP in the upper's charset). The up
 bare SIP endpoint on loopback that sends the queries and keeps what it receives."""
 
 import asyncio
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -19,8 +20,8 @@ from tests.interconnect.cascade_helpers import (
     wait_for,
 )
 from viis.core.errors import ValidationFailed
-from viis.interconnect.gb28181.cascade import Cascade
 from viis.interconnect.gb28181 import manscdp
+from viis.interconnect.gb28181.cascade import Cascade
 from viis.interconnect.gb28181.cascade_answers import gb_time, parse_gb_time, parse_query
 from viis.interconnect.gb28181.cascade_store import UpperPlatform
 
@@ -42,6 +43,17 @@ async def lower_and_upper(app, charset="GB2312", transport="UDP", status=None, l
     return up, u, c
 
 
+@asynccontextmanager
+async def registered(app, **kw):
+    """``lower_and_upper`` as a block: (upper, its entry, the cascade), both stopped after."""
+    up, u, c = await lower_and_upper(app, **kw)
+    try:
+        yield up, u, c
+    finally:
+        await c.stop()
+        await up.stop()
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
@@ -54,8 +66,7 @@ def test_catalog_is_split_small_per_udp_message_with_sumnum_and_only_shared_came
         cams = [add_camera(app, rules, f"门口摄像机{i}", site=f"东门{i}号") for i in range(7)]
         secret = add_camera(app, rules, "机要室", level=3)
         add_camera(app, rules, "not-shared")
-        up, u, c = await lower_and_upper(app, level=1)
-        try:
+        async with registered(app, level=1) as (up, u, c):
             share(app, u, [{"camera_id": x.id, "channel_id": CH.format(i)}
                            for i, x in enumerate(cams)])
             with pytest.raises(ValidationFailed):  # above the grade: refused (Q13.1)
@@ -78,9 +89,6 @@ def test_catalog_is_split_small_per_udp_message_with_sumnum_and_only_shared_came
             assert max(up.datagrams) <= 1472, up.datagrams  # one Ethernet frame each
             names = {it["Name"] for _, b in got for it in b.items}
             assert "门口摄像机3" in names and "机要室" not in names
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -117,8 +125,7 @@ def test_device_info_and_status_of_the_platform_and_of_a_channel(sqlite_db, rule
         a = add_camera(app, rules, "a")
         b = add_camera(app, rules, "b")
         online.update({a.id: True, b.id: False})
-        up, u, c = await lower_and_upper(app, status=lambda cid: online.get(cid))
-        try:
+        async with registered(app, status=lambda cid: online.get(cid)) as (up, u, c):
             share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)},
                            {"camera_id": b.id, "channel_id": CH.format(2)}])
             assert (await up.query(c.local_port, q("DeviceInfo", sn=1))).status == 200
@@ -131,9 +138,6 @@ def test_device_info_and_status_of_the_platform_and_of_a_channel(sqlite_db, rule
             assert info.get("Result") == "OK" and info.get("Manufacturer") == "VIIS"
             st = {b.sn: b for _, b in up.bodies("DeviceStatus")}
             assert st[2].get("Online") == "OFFLINE" and st[3].get("Online") == "ONLINE"
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -149,8 +153,7 @@ def test_record_info_from_the_index_gaps_excluded_and_level_enforced(footage, db
         footage.gap(cam, T0 + 180_000, T0 + 300_000)  # 08:03-08:05: camera unreachable
         footage.segment(cam, T0 + 300_000)  # 08:05-08:06
         footage.segment(secret, T0)
-        up, u, c = await lower_and_upper(app, level=1)
-        try:
+        async with registered(app, level=1) as (up, u, c):
             share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
             with db.session() as s:  # shared at level 1 ... then raised: never answered
                 from viis.interconnect.gb28181.cascade_models import GbShare
@@ -179,9 +182,6 @@ def test_record_info_from_the_index_gaps_excluded_and_level_enforced(footage, db
                 rows = [(e.user_login, e.action, e.camera_id, e.outcome, e.from_ms)
                         for e in s.scalars(select(RegisterEntry))]
             assert rows == [(f"gb28181:{UPPER}", "timeline", cam.id, "allowed", T0 + 90_000)]
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -196,8 +196,7 @@ def test_catalog_subscribe_then_notify_when_a_shared_camera_goes_offline_and_bac
         b = add_camera(app, rules, "b")
         hidden = add_camera(app, rules, "hidden")
         online.update({a.id: True, b.id: True, hidden.id: True})
-        up, u, c = await lower_and_upper(app, status=lambda cid: online.get(cid))
-        try:
+        async with registered(app, status=lambda cid: online.get(cid)) as (up, u, c):
             share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)},
                            {"camera_id": b.id, "channel_id": CH.format(2)}])
             await c.poll_status()
@@ -238,9 +237,6 @@ def test_catalog_subscribe_then_notify_when_a_shared_camera_goes_offline_and_bac
             await c.poll_status()
             await asyncio.sleep(0.2)
             assert len(up.notifies) == 4  # unsubscribed: no more NOTIFY
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -272,8 +268,7 @@ def test_health_faults_become_alarm_notifications_for_uppers_that_see_the_camera
     async def main():
         a = add_camera(app, rules, "a")
         other = add_camera(app, rules, "other")
-        up, u, c = await lower_and_upper(app)
-        try:
+        async with registered(app) as (up, u, c):
             share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)}])
             t = {"kind": "video_black", "severity": "critical", "message": "黑屏 black picture"}
             assert await c.ticket_event({"event": "opened", "at_ms": T0,
@@ -292,9 +287,6 @@ def test_health_faults_become_alarm_notifications_for_uppers_that_see_the_camera
             assert first.get("AlarmTime") == "2026-01-01T08:00:00"
             assert first.get("AlarmDescription") == "黑屏 black picture"
             assert alarms[1][1].get("AlarmMethod") == "6"
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -350,8 +342,7 @@ def test_sip_trace_of_one_upper_platform_switched_on_at_runtime(sqlite_db, rules
     app = app_on(sqlite_db)
 
     async def main():
-        up, u, c = await lower_and_upper(app)
-        try:
+        async with registered(app) as (up, u, c):
             await up.query(c.local_port, q("DeviceInfo", 1))
             assert c.trace_read(UPPER) == {"enabled": False, "messages": []}
             c.trace_switch(UPPER, True)
@@ -365,9 +356,6 @@ def test_sip_trace_of_one_upper_platform_switched_on_at_runtime(sqlite_db, rules
             assert all("<SN>1</SN>" not in m["text"] for m in got["messages"])  # before the switch
             c.trace_switch(UPPER, False)
             assert not c.trace_read(UPPER)["enabled"]
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -380,8 +368,7 @@ def test_subscribers_hear_add_and_del_when_what_they_may_see_changes(sqlite_db, 
     async def main():
         a = add_camera(app, rules, "a")
         b = add_camera(app, rules, "b")
-        up, u, c = await lower_and_upper(app)
-        try:
+        async with registered(app) as (up, u, c):
             share(app, u, [{"camera_id": a.id, "channel_id": CH.format(1)}])
             await c.reload()
             r = await up.query(c.local_port, q("Catalog", 9), method="SUBSCRIBE",
@@ -398,9 +385,6 @@ def test_subscribers_hear_add_and_del_when_what_they_may_see_changes(sqlite_db, 
             assert await wait_for(lambda: len(up.notifies) == 2)
             events = [x for n in up.notifies for x in xml_items(n.body)]
             assert events == [(CH.format(2), "ADD"), (CH.format(1), "DEL")]
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
@@ -464,8 +448,7 @@ def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed
     async def main():
         cam = footage.camera("gate")
         footage.segment(cam, T0)
-        up, u, c = await lower_and_upper(app)
-        try:
+        async with registered(app) as (up, u, c):
             share(app, u, [{"camera_id": cam.id, "channel_id": CH.format(1)}])
             bad = [b"<Query><CmdType>Catalog", b"\xff\xfe\x00garbage",
                    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY x "y">]><Query>&x;</Query>',
@@ -488,9 +471,6 @@ def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed
                 assert b.get("SumNum") == "0"
             assert any(b.sn == 0 for _, b in up.bodies("Catalog"))
             assert c.clients[u.id].registered  # nothing of that disturbed the registration
-        finally:
-            await c.stop()
-            await up.stop()
 
     run(main())
 
