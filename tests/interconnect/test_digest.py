@@ -74,3 +74,18 @@ def test_stale_foreign_realm_and_username():
                     expected_username="other").code == "username-mismatch"
     assert s.verify(None, method="REGISTER", password="p", now=1).code == "missing"
     assert s.verify("Basic abc", method="REGISTER", password="p", now=1).code == "not-digest"
+
+
+def test_non_ascii_response_or_nonce_is_refused_not_raised():
+    """``hmac.compare_digest`` raises for non-ASCII str: a hostile Authorization must be a
+    plain refusal (wrong password / foreign nonce), never an exception."""
+    import re
+
+    s = DigestServer("3402000000")
+    auth = build_authorization(s.challenge(0), username="dev", password="p",
+                               method="REGISTER", uri="sip:x")
+    bad_response = re.sub(r'response="[0-9a-f]+"', 'response="\u00e9\u9555"', auth)
+    assert s.verify(bad_response, method="REGISTER", password="p", now=1).code == "wrong-password"
+    bad_nonce = re.sub(r'nonce="([0-9a-f]+)\.[^"]+"', 'nonce="\\1.\u00e9"', auth)
+    assert s.verify(bad_nonce, method="REGISTER", password="p", now=1).code == "foreign-nonce"
+    assert s.verify(auth, method="REGISTER", password="p", now=1).ok

@@ -127,6 +127,22 @@ def test_repeated_challenges_are_explained():
     assert "keeps sending REGISTER" in p.diagnose(DEV)["cause"]
 
 
+def test_register_with_a_non_ascii_digest_response_is_refused_and_answered():
+    """A hostile Authorization (non-ASCII ``response=``) is a wrong password: answered 403,
+    not an exception in the receive path (and the device can still register after)."""
+    import re
+
+    p, _, _ = _platform()
+    dev = Device(p)
+    ch = dev.register()
+    auth = build_authorization(ch.get("WWW-Authenticate"), username=DEV, password="secret",
+                               method="REGISTER", uri="sip:34020000002000000001@3402000000")
+    bad = re.sub(r'response="[0-9a-f]+"', 'response="\u00e9\u00e9"', auth)
+    assert dev.register(auth=bad).status == 403
+    assert "wrong password" in p.diagnose(DEV)["cause"]
+    assert dev.register_with_auth().status == 200
+
+
 def test_missing_expires_is_400():
     p, _, _ = _platform()
     assert Device(p).register(expires=None).status == 400

@@ -26,6 +26,15 @@ def parse_auth(value: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of a value we computed and one from the wire. Compared as
+    bytes: ``hmac.compare_digest`` raises TypeError for a str with non-ASCII characters,
+    which a hostile ``response=``/``nonce=`` would otherwise turn into an unanswered
+    REGISTER and a logged traceback per packet."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
+                               b.encode("utf-8", "surrogateescape"))
+
+
 def _h(text: str, algorithm: str = "MD5") -> str:
     name = {"MD5": "md5", "SHA-256": "sha256"}.get(algorithm.upper().removesuffix("-SESS"), "md5")
     return hashlib.new(name, text.encode("utf-8")).hexdigest()
@@ -131,7 +140,7 @@ class DigestServer:
     def nonce_state(self, nonce: str, now: float) -> str:
         """'fresh', 'stale' or 'foreign'."""
         stamp, _, sig = nonce.partition(".")
-        if not sig or not hmac.compare_digest(sig, self._sig(stamp)):
+        if not sig or not _same(sig, self._sig(stamp)):
             return "foreign"
         try:
             issued = int(stamp, 16) / 1000
@@ -183,6 +192,6 @@ class DigestServer:
             nonce=nonce, qop=qop, nc=p.get("nc"), cnonce=p.get("cnonce"),
             algorithm=p.get("algorithm", "MD5"),
         )
-        r.ok = hmac.compare_digest(want, p["response"].lower())
+        r.ok = _same(want, p["response"].lower())
         r.code = "ok" if r.ok else "wrong-password"
         return r
