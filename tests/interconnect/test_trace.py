@@ -67,6 +67,19 @@ def test_trace_of_a_real_platform_records_only_the_enabled_peer():
     assert by_addr[0]["first_line"].startswith("[unparseable") and len(by_addr) == 7
 
 
+def test_a_password_cut_by_the_truncation_is_still_masked():
+    """A catalog item's <Password> that the max_text cut leaves without its closing tag must
+    not show its first characters."""
+    t = SipTrace(max_text=100)
+    t.enable("p")
+    for body in (b"x" * 80 + b"<Password>supersecretvalue123</Password>",
+                 b"x" * 20 + b"<password>supersecretvalue123</password>" + b"y" * 100):
+        t.record("p", "in", body, ("10.0.0.1", 5060))
+    texts = [e["text"] for e in t.get("p")]
+    assert all("supersecre" not in x for x in texts), texts
+    assert texts[0].endswith("<Password>***") and "<password>***</password>" in texts[1]
+
+
 def test_nothing_enabled_costs_almost_nothing():
     trace = SipTrace()
     msg = sip_parse(register(DEV, 5060))

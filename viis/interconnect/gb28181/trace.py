@@ -30,7 +30,8 @@ from .sip import SipMessage, SipRequest, SipResponse, decode_text
 Addr = tuple[str, int]
 _USER = re.compile(r"sips?:([^@;>\s:]+)@", re.IGNORECASE)
 _RESPONSE = re.compile(r'(\bresponse\s*=\s*)("?)[0-9a-fA-F]+', re.IGNORECASE)
-_PASSWORD = re.compile(r"(<password>)[^<]*(</password>)", re.IGNORECASE)
+# a <Password> cut by the truncation to max_text (no closing tag) is masked too
+_PASSWORD = re.compile(r"(<password>)[^<]*(</password>|\Z)", re.IGNORECASE)
 
 
 @dataclass
