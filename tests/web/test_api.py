@@ -159,4 +159,7 @@ def test_there_is_no_route_that_deletes_footage(client):
 
     routes = all_routes(client.app)  # app.routes nests included routers in FastAPI 0.16x
     assert ("POST", "/api/holds") in routes
-    assert [r for r in routes if r[0] == "DELETE"] == [("DELETE", "/api/session")]  # sign-out
+    # Invariant 1: the only DELETE routes are signing out and removing an upper platform's
+    # cascade configuration (Q13.1) - neither touches a segment, a gap or the index.
+    assert sorted(r for r in routes if r[0] == "DELETE") == [
+        ("DELETE", "/api/gb28181/uppers/{upper_id}"), ("DELETE", "/api/session")]
