@@ -520,3 +520,29 @@ def test_a_fault_raised_in_the_health_layer_reaches_the_upper_as_an_alarm(
             await up.stop()
 
     run(main())
+
+
+def test_catalog_subscriptions_per_upper_are_bounded(sqlite_db, rules):
+    """SUBSCRIBE is not authenticated beyond the upper's From and source address (spoofable
+    over UDP): the subscriptions one upper holds, and so our dialogs and NOTIFY fan-out, stay
+    bounded; the newest subscriptions are the ones kept."""
+    from viis.interconnect.gb28181.cascade_client import MAX_SUBSCRIPTIONS
+
+    app = app_on(sqlite_db)
+
+    async def main():
+        async with registered(app) as (up, u, c):
+            ids = []
+            for k in range(MAX_SUBSCRIPTIONS + 3):
+                r = await up.query(c.local_port, q("Catalog", 20 + k), method="SUBSCRIBE",
+                                   headers={"Event": f"Catalog;id={k}", "Expires": "3600"})
+                assert r.status == 200
+                ids.append(r.call_id)
+            cl = c.clients[u.id]
+            assert list(cl.subscriptions) == ids[-MAX_SUBSCRIPTIONS:]
+            subscription_dialogs = [d for d in c.endpoint.dialogs.values()
+                                    if d.call_id in ids]
+            assert len(subscription_dialogs) == MAX_SUBSCRIPTIONS
+            assert any("catalog subscriptions at once" in w for w in cl.warnings)
+
+    run(main())

@@ -42,6 +42,9 @@ log = get_logger("viis.interconnect.gb28181.cascade")
 
 MANSCDP = "Application/MANSCDP+xml"
 SEND_WINDOW = 8  # response messages in flight to one upper
+# catalog subscriptions held per upper: a new one beyond this ends the oldest, so SUBSCRIBEs
+# (UDP, source address spoofable) cannot grow dialogs and NOTIFY fan-out without bound
+MAX_SUBSCRIPTIONS = 8
 CLOCK_WARN_S = 2.0  # the upper's Date this far from our clock: a warning in diagnose()
 # no final response (Timer F), or a TCP connection that could not be made (TransportError)
 NO_ANSWER = (TransactionTimeout, OSError)
@@ -511,6 +514,10 @@ class CascadeClient:
         tag = new_tag()
         ep = self.c.endpoint
         if expires:
+            while len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                self._end_subscription(next(iter(self.subscriptions)))  # the oldest
+                self.note(f"more than {MAX_SUBSCRIPTIONS} catalog subscriptions at once; the "
+                          "oldest was ended")
             d = Dialog.from_uas(req, tag, self._contact())
             d.via_host, d.via_port = ep.contact_host(req.source), ep.local_port
             d.created_at = self.clock.now()
