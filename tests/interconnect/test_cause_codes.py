@@ -66,6 +66,7 @@ def test_the_sentences_written_outside_the_tables_have_codes():
         "MANSCDP: too deep": "manscdp-note",
         "the device refused the Catalog SUBSCRIBE (489 Bad Event): channel status changes are "
         "seen at the next catalog query": "subscribe-refused",
+        "more than 8 catalog subscriptions at once; the oldest was ended": "subscriptions-capped",
         "": "none",
     }
     for text, code in cases.items():

@@ -63,6 +63,8 @@ INLINE: tuple[tuple[str, str], ...] = (
                           r"(?P<reason>[^)]*)\): channel status changes are seen at the next "
                           r"catalog query"),
     ("cannot-resolve", r"cannot resolve (?P<host>\S+): (?P<detail>.*)"),
+    ("subscriptions-capped", r"more than (?P<max>\d+) catalog subscriptions at once; the "
+                             r"oldest was ended"),
 )
 
 
