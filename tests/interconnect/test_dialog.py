@@ -25,6 +25,16 @@ def _invite(branch: str | None = None, cseq: int = 7) -> SipRequest:
     return r
 
 
+def _ack(inv: SipRequest, response) -> SipRequest:
+    """The ACK of ``inv`` for ``response`` (its To tag), on the INVITE's own branch."""
+    ack = SipRequest("ACK", inv.uri)
+    for name in ("Via", "From", "Call-ID"):
+        ack.headers.add(name, inv.get(name))
+    ack.headers.add("To", response.get("To"))
+    ack.headers.add("CSeq", f"{inv.cseq[0]} ACK")
+    return ack
+
+
 def _received(msg, source=PEER):
     m = parse(msg.encode())
     m.source = source
@@ -150,11 +160,7 @@ def test_ack_stops_timer_g_and_timer_i_absorbs_then_ends():
     inv = _invite()
     layer.receive(_received(inv))
     clock.advance(0.6)  # one retransmission
-    ack = SipRequest("ACK", inv.uri)
-    for name in ("Via", "From", "Call-ID"):
-        ack.headers.add(name, inv.get(name))
-    ack.headers.add("To", wire.sent[-1][1].get("To"))
-    ack.headers.add("CSeq", "7 ACK")
+    ack = _ack(inv, wire.sent[-1][1])
     layer.receive(_received(ack))
     assert txns[0].state == "confirmed"
     n = len(wire.sent)
@@ -201,12 +207,7 @@ def test_2xx_ack_reusing_the_invite_branch_goes_to_the_dialog_layer():
     layer, wire, clock, txns = _layer(answer=200)
     inv = _invite()
     layer.receive(_received(inv))
-    ack = SipRequest("ACK", inv.uri)
-    for name in ("Via", "From", "Call-ID"):
-        ack.headers.add(name, inv.get(name))
-    ack.headers.add("To", wire.sent[-1][1].get("To"))
-    ack.headers.add("CSeq", "7 ACK")
-    layer.receive(_received(ack))
+    layer.receive(_received(_ack(inv, wire.sent[-1][1])))
     assert txns[-1][0] == "stray" and txns[-1][1].method == "ACK"
 
 
