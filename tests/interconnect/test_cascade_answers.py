@@ -465,7 +465,10 @@ def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed
                      "<EndTime>2026-01-01T09:00:00</EndTime><Type>alarm</Type>")
             assert (await up.query(c.local_port, q("RecordInfo", 5, CH.format(1), alarm))
                     ).status == 200
-            assert await wait_for(lambda: len(up.bodies("RecordInfo")) == 2)
+            edge = "<StartTime>0001-01-01T00:00:00</StartTime><EndTime>2026-01-01T09:00:00</EndTime>"
+            assert (await up.query(c.local_port, q("RecordInfo", 6, CH.format(1), edge))
+                    ).status == 200  # out of datetime's range: an empty answer, not a crash
+            assert await wait_for(lambda: len(up.bodies("RecordInfo")) == 3)
             await asyncio.sleep(0.2)
             for _, b in up.bodies("RecordInfo"):
                 assert b.get("SumNum") == "0"

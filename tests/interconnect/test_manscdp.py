@@ -150,6 +150,15 @@ def test_gb_time_is_beijing_without_zone():
         parse_gb_time("yesterday")
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00", "9999-12-31T23:59:59-14:00",
+                                  "2024-13-01T00:00:00", "2024-02-30T00:00:00"])
+def test_a_time_outside_the_calendar_is_a_value_error(text):
+    """Callers catch ValueError (a device's RecordInfo item, an upper's query window, a
+    REGISTER Date); datetime's OverflowError at the edges of its range must not escape."""
+    with pytest.raises(ValueError):
+        parse_gb_time(text)
+
+
 # ---- hostile input -------------------------------------------------------------------
 
 BILLION_LAUGHS = (

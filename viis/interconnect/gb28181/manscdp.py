@@ -425,13 +425,16 @@ def parse_gb_time(text: str) -> int:
         raise ValueError(f"not a GB time: {text!r}")
     y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
     frac, zone = m.group(7), m.group(8)
-    dt = datetime(y, mo, d, h, mi, s, tzinfo=UTC)
-    if zone is None:
-        dt -= BEIJING
-    elif zone.upper() != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        z = zone[1:].replace(":", "")
-        dt -= sign * timedelta(hours=int(z[:2]), minutes=int(z[2:]))
+    try:  # a peer's 0001-01-01T00:00:00 or 9999-12-31T23:59:59-14:00 leaves datetime's range
+        dt = datetime(y, mo, d, h, mi, s, tzinfo=UTC)
+        if zone is None:
+            dt -= BEIJING
+        elif zone.upper() != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            z = zone[1:].replace(":", "")
+            dt -= sign * timedelta(hours=int(z[:2]), minutes=int(z[2:]))
+    except OverflowError:
+        raise ValueError(f"GB time out of range: {text!r}") from None
     ms = int(dt.timestamp()) * 1000
     if frac:
         ms += int(frac[:3].ljust(3, "0"))
