@@ -99,7 +99,7 @@ def test_version_nibble_check():
 @pytest.mark.parametrize("bad,why", [
     ("A50F0101808000B7", "checksum"), ("A50E0101808000B5", "check nibble"),
     ("A40F0101808000B5", "A5"), ("A50F01018080", "16 hex"), ("A50F01018080ZZB6", "hexadecimal"),
-    ("", "16 hex"),
+    ("", "16 hex"), ("A50F01\r\n00FA00B7", "hexadecimal"), ("A5 0F 01 08 00FA", "hexadecimal"),
 ])
 def test_rejects(bad, why):
     with pytest.raises(PtzError, match=why):

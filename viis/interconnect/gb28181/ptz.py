@@ -149,6 +149,8 @@ def decode_ptz(hex_text: str) -> PtzCommand:
         b = bytes.fromhex(t)
     except ValueError as e:
         raise PtzError("PTZCmd is not hexadecimal") from e
+    if len(b) != 8:  # fromhex skips whitespace: "A50F01\r\n00FA00B7" is 16 characters
+        raise PtzError("PTZCmd is not hexadecimal")
     if b[0] != 0xA5:
         raise PtzError(f"first byte must be A5, got {b[0]:02X}")
     version = b[1] >> 4
