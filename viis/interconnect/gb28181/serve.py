@@ -152,7 +152,7 @@ class MediaAnswerer:
             feed = PlaybackFeed(reader, start_ms, end_ms, self.clock,
                                 scale=min(max(speed, 0.5), 8.0))
         try:
-            sender = await self._open_sender(offer)
+            sender = await self._open_sender(offer, upper.domain)
         except (OSError, TimeoutError, ValueError) as e:
             feed.close()
             log.warning("gb.serve.transport_failed", upper=upper.server_id, error=str(e)[:200])
@@ -199,10 +199,10 @@ class MediaAnswerer:
         with self.app.db.session() as s:
             return bool(segments_between(s, camera_id, start_ms, end_ms))
 
-    async def _open_sender(self, offer: GbSdp) -> PsSender:
+    async def _open_sender(self, offer: GbSdp, domain: str) -> PsSender:
         ssrc = offer.ssrc_int
-        if ssrc is None:
-            ssrc = int(make_ssrc(self.cascade.endpoint.domain, next(self._ssrc),
+        if ssrc is None:  # the SSRC's domain digits are those of the upper that invited us
+            ssrc = int(make_ssrc(domain, next(self._ssrc),
                                  playback=offer.session != "Play"))
         remote = (offer.ip, offer.port)
         if offer.transport.upper() == "TCP":
