@@ -26,7 +26,7 @@ sipp runs on the other core (several processes, one UDP socket each); their CPU 
 so that a saturated sipp (the load generator as the bottleneck) is visible. The PS packing
 cost per stream comes from ``bench/gb28181_ps.py`` ``measure()`` when that file exists.
 
-Writes bench/results/gb28181.json.
+Writes bench/results/gb28181.json (``--quick``: gb28181_quick.json).
 """
 
 from __future__ import annotations
@@ -465,7 +465,8 @@ def main() -> None:
     ap.add_argument("--burst-warmup", type=float, default=None)
     ap.add_argument("--no-burst", action="store_true")
     ap.add_argument("--keep-going", action="store_true", help="run all levels even after a miss")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gb28181.json"))
+    ap.add_argument("--out", default=None, help="default bench/results/gb28181.json "
+                    "(gb28181_quick.json with --quick, so a smoke run keeps the real results)")
     args = ap.parse_args()
     if args.cmd == "serve":
         serve(args)
@@ -476,6 +477,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if shutil.which("sipp") is None:
         sys.exit("sipp is needed (Debian: apt-get install sip-tester)")
+    if args.out is None:
+        name = "gb28181_quick.json" if args.quick else "gb28181.json"
+        args.out = str(ROOT / "bench" / "results" / name)
     if args.interval is None:
         args.interval = 2.0 if args.quick else 60.0
     if args.levels is None:
