@@ -458,6 +458,9 @@ def test_hostile_or_odd_queries_from_a_configured_upper_are_answered_not_crashed
             odd = q("Catalog", sn=123456789012345)  # absurd SN: answered with SN 0
             assert (await up.query(c.local_port, odd)).status == 200
             assert (await up.query(c.local_port, q("Subscribe", 3))).status == 200  # unknown
+            r = await up.query(c.local_port, q("Catalog", 8), method="SUBSCRIBE",
+                               headers={"Event": "Catalog;id=8", "Expires": "²"})
+            assert r.status == 200 and r.get("Expires") == "3600"  # "²".isdigit() is True
             window = "<StartTime>yesterday</StartTime><EndTime>2026-01-01T09:00:00</EndTime>"
             assert (await up.query(c.local_port, q("RecordInfo", 4, CH.format(1), window))
                     ).status == 200

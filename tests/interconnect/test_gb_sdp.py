@@ -87,6 +87,8 @@ def test_bad_values_become_warnings():
                   "m=video 1 RTP/AVP 96\r\n")
     assert s.port == 1 and s.ssrc is None and len(s.warnings) >= 4
     assert any("not 10" in w for w in parse_sdp("m=video 1 RTP/AVP 96\r\ny=123\r\n").warnings)
+    odd = parse_sdp("m=video 1 RTP/AVP 96\r\ny=010000000\u00b2\r\n")  # isdigit() says yes
+    assert odd.ssrc is None and odd.ssrc_int is None and any("y=" in w for w in odd.warnings)
 
 
 @pytest.mark.parametrize("text", ["", "v=0\r\ns=Play\r\n", "garbage", "m=video\r\n", "x" * 70_000])

@@ -150,6 +150,15 @@ def test_gb_time_is_beijing_without_zone():
         parse_gb_time("yesterday")
 
 
+def test_unicode_digits_in_numbers_are_not_numbers():
+    """str.isdigit() is true for "²" and "₀", which int() refuses: SN and Num such as these
+    are warnings, never a ValueError out of parse."""
+    body = manscdp.catalog_responses(DEV, 5, [{"DeviceID": "1"}])[0]
+    body = body.replace(b"<SN>5</SN>", "<SN>²</SN>".encode()).replace(b'Num="1"', 'Num="₀"'.encode())
+    m = parse(body)
+    assert m.sn == 0 and m.num == 1 and any("SN" in w for w in m.warnings)
+
+
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00", "9999-12-31T23:59:59-14:00",
                                   "2024-13-01T00:00:00", "2024-02-30T00:00:00"])
 def test_a_time_outside_the_calendar_is_a_value_error(text):

@@ -141,6 +141,8 @@ def test_address_and_via_parsing():
         (b"\x00\xff\xfe garbage \x01\x02" * 50, None),
         (b"HELLO WORLD\r\n\r\n", None),
         (REGISTER.replace(b"CSeq: 1 REGISTER", b"CSeq: x"), "bad CSeq"),
+        # "²" is a digit to str.isdigit but not to int(): a parse error, not a ValueError
+        (REGISTER.replace(b"CSeq: 1 REGISTER", "CSeq: ² REGISTER".encode()), "bad CSeq"),
         (REGISTER.replace(b"Call-ID: 42@192.168.1.64\r\n", b""), "missing Call-ID"),
         (REGISTER[:40], None),  # truncated
         (REGISTER.replace(b"Expires: 3600", b"Bad Header Name: x"), None),

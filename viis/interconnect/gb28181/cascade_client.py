@@ -59,9 +59,14 @@ class Subscription:
     expires_at: float
 
 
+def _number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true for "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _expires(req: SipRequest) -> int:
     text = (req.get("Expires") or "3600").strip()
-    return min(int(text), 86_400) if text.isdigit() and len(text) < 9 else 3600
+    return min(int(text), 86_400) if _number(text) and len(text) < 9 else 3600
 
 
 async def _maybe_await(x: Any) -> Any:
@@ -256,7 +261,7 @@ class CascadeClient:
         req, resp = sent
         if resp.status == 423 and want:
             me = (resp.get("Min-Expires") or "").strip()
-            if me.isdigit():
+            if _number(me) and len(me) < 9:
                 sent = await self._send_register(int(me))
                 if sent is None:
                     return self._fail("unreachable")
@@ -616,11 +621,11 @@ class CascadeClient:
 
 def _granted(resp: SipResponse, want: int) -> int:
     e = (resp.get("Expires") or "").strip()
-    if e.isdigit():
+    if _number(e) and len(e) < 9:
         return int(e)
     for c in resp.headers.getall("Contact"):
         v = Address.parse(c).params.get("expires", "")
-        if v.isdigit():
+        if _number(v) and len(v) < 9:
             return int(v)
     return want
 

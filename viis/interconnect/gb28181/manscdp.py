@@ -141,7 +141,7 @@ def _int(text: str | None) -> int | None:
     if text is None:
         return None
     t = text.strip()
-    return int(t) if t.isdigit() and len(t) <= 12 else None
+    return int(t) if t.isascii() and t.isdigit() and len(t) <= 12 else None  # not "²"
 
 
 def safe_fromstring(text: str, *, max_depth: int = MAX_DEPTH,

@@ -48,7 +48,7 @@ class GbSdp:
     @property
     def ssrc_int(self) -> int | None:
         """The value the RTP header's SSRC field carries (the decimal y= number)."""
-        return int(self.ssrc) if self.ssrc and self.ssrc.isdigit() else None
+        return int(self.ssrc) if self.ssrc and self.ssrc.isascii() and self.ssrc.isdigit() else None
 
 
 def parse_sdp(text: str | bytes) -> GbSdp:
@@ -119,7 +119,7 @@ def parse_sdp(text: str | bytes) -> GbSdp:
                     s.extra.append(v)
             elif k == "y":
                 digits = v.strip()
-                if not digits.isdigit():
+                if not (digits.isascii() and digits.isdigit()):  # "²" passes isdigit
                     s.warnings.append(f"line {n}: y= is not decimal digits: {digits[:20]!r}")
                 else:
                     if len(digits) != 10:

@@ -341,7 +341,7 @@ class SipMessage:
     @property
     def cseq(self) -> tuple[int, str]:
         raw = (self.get("CSeq") or "").split()
-        if len(raw) != 2 or not raw[0].isdigit():
+        if len(raw) != 2 or not (raw[0].isascii() and raw[0].isdigit()):  # "²" is a digit to isdigit
             raise SipParseError("bad CSeq")
         return int(raw[0]), raw[1].upper()
 
