@@ -149,6 +149,13 @@ def test_missing_expires_is_400():
     assert "without an Expires" in p.diagnose(DEV)["cause"]
 
 
+def test_non_ascii_digit_expires_is_400_not_a_traceback():
+    """"²".isdigit() is True and int("²") raises: such an Expires is answered, not dropped."""
+    p, _, _ = _platform()
+    for bad in ("\u00b2", "\u0663\u0660", "-1", "1e3", " "):
+        assert Device(p).register(expires=bad).status == 400, bad
+
+
 def test_expiry_reregister_and_unregister():
     p, clock, events = _platform()
     dev = Device(p)

@@ -272,12 +272,14 @@ class Platform:
         expires_text = req.get("Expires")
         if expires_text is None and contacts:
             expires_text = Address.parse(contacts[0]).params.get("expires")
-        if expires_text is None or not expires_text.strip().isdigit():
+        expires_text = None if expires_text is None else expires_text.strip()
+        # ASCII digits only: "²".isdigit() is True but int() refuses it
+        if not expires_text or not (expires_text.isascii() and expires_text.isdigit()):
             p.last_error = "REGISTER without Expires"
             p.cause = "the device sent REGISTER without an Expires value (answered 400)"
             txn.reply(400, "Missing Expires")
             return
-        expires = int(expires_text.strip())
+        expires = int(expires_text)
         password = self._password(device_id)
         if password is None:
             p.auth_failures += 1
