@@ -176,6 +176,11 @@ class Gb28181Settings(_Section):
     # it runs out; 0 = do not subscribe
     catalog_subscribe_s: int = Field(3600, ge=0, le=86_400)
     query_timeout_s: float = Field(10.0, gt=0, le=300.0)  # split responses: partial after this
+    # device alarms (Notify Alarm) as health faults: a repeat within alarm_repeat_s is only
+    # counted; a fault an alarm opened clears after alarm_clear_s without a repeat (GB/T
+    # 28181-2016 has no "alarm ended"); 0 = never cleared automatically
+    alarm_repeat_s: float = Field(60.0, ge=0, le=86_400.0)
+    alarm_clear_s: float = Field(600.0, ge=0, le=30 * 86_400.0)
     # a device's own SIP password, where it differs from ``password`` (device id -> secret)
     device_passwords: dict[str, SecretStr] = {}
     # security level of cameras created from a device's catalog (Q13.1); raise it per camera

@@ -30,6 +30,7 @@ from viis.core.logging import get_logger
 from viis.health.faults import clear_fault, raise_fault
 
 from . import manscdp
+from .alarms import AlarmDesk
 from .causes import catalog_cause
 from .clock import Clock
 from .devices import DeviceSnapshot, DeviceStore, channel_view, device_view
@@ -81,6 +82,7 @@ class GbPlatformService:
         self.store = DeviceStore(app.cameras, security_level=st.channel_security_level)
         self.assembler = manscdp.CatalogAssembler(self.clock, timeout=st.query_timeout_s)
         self.calls = DeviceCalls(self)
+        self.alarms = AlarmDesk(self, repeat_s=st.alarm_repeat_s, clear_s=st.alarm_clear_s)
         self.flush_interval = flush_interval
         self.catalog_on_register = catalog_on_register
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -115,6 +117,7 @@ class GbPlatformService:
         for h in self._subscriptions.values():
             h.cancel()
         self._subscriptions.clear()
+        self.alarms.close()
         await self.calls.close()
         if self._runner:
             self._runner.cancel()
@@ -354,10 +357,8 @@ class GbPlatformService:
         if msg.root == "Notify" and msg.cmd == "MediaStatus":
             self.calls.media_status(p.device_id, msg)
             return
-        if msg.root == "Notify" and msg.cmd == "Alarm":
-            log.warning("gb28181_alarm", device=p.device_id, channel=msg.device_id,
-                        description=(msg.get("AlarmDescription") or "")[:200],
-                        method=msg.get("AlarmMethod"))
+        if msg.root == "Notify" and msg.cmd == "Alarm":  # a health fault/ticket (Q19.3)
+            self.alarms.on_alarm(p.device_id, msg)
 
     # ---- requests out ----------------------------------------------------------------
 
@@ -613,6 +614,7 @@ class GbPlatformService:
                         expires_ms=self._wall_ms(live.expires_at), last_error=live.last_error,
                         keepalives=live.keepalives, auth_failures=live.auth_failures,
                         warnings=list(live.warnings), charset=live.charset)
+        view["alarms"] = self.alarms.recent(device_id)
         view["known"] = d["known"] or stored is not None
         view["cause"] = diagnosis(view, d.get("cause", ""))
         view["trace"] = self.trace.enabled(device_id)

@@ -1,0 +1,138 @@
+"""Device alarms become health faults and tickets (Q19.3: faults found, notified, repaired
+and tracked; Q13.2: devices from below). A real sipp NVR registers, its catalog makes
+cameras, then it reports a video loss twice, a motion detection, an alarm VIIS does not
+know (method 7, Chinese description) and its own full disk: each is answered 200, the
+video loss is one ``video_signal_loss`` fault and ticket on the channel's camera (the repeat
+counted, not written again), the motion detection opens nothing, the unknown one is a
+generic device alarm with the device's description, the disk a fault of the NVR itself; all
+visible in /api/gb28181 and /api/health/tickets; the alarm faults clear after the quiet
+time and their tickets say so. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tests.access.helpers import Site
+from tests.interconnect.gb_helpers import CH1, CH2, DEV, SCEN, SIPP
+from tests.interconnect.test_devices_web import Running, _as, _wait
+from viis.core.config import Gb28181Settings
+from viis.health.models import Fault
+from viis.health.tickets import FaultTicket, TicketDesk
+from viis.interconnect.gb28181 import manscdp
+from viis.interconnect.gb28181.alarms import GENERIC, classify
+from viis.interconnect.gb28181.devices import gb_url
+from viis.interconnect.gb28181.service import GbPlatformService
+from viis.registry.models import Camera
+
+pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt-get install sip-tester)")
+
+
+def _alarm(method, atype=None, device=CH1, desc="x", prio=1):
+    return manscdp.parse(manscdp.alarm_notify(device, 1, priority=prio, method=method,
+                                              time_ms=1_790_000_000_000, description=desc,
+                                              alarm_type=atype))
+
+
+def test_alarm_kinds_follow_the_method_and_type():
+    assert classify(DEV, _alarm(2, 1)).kind == "video_signal_loss"
+    assert classify(DEV, _alarm(2, 2)).kind == "device_tamper"
+    assert classify(DEV, _alarm(6, 1)).kind == "device_disk_fault"
+    assert classify(DEV, _alarm(6, 9)).kind == "device_fault"  # a fault of an unlisted type
+    assert classify(DEV, _alarm(5, 11)).kind == "video_anomaly"
+    for m, t in ((5, 2), (5, 6), (2, None), (1, None), (4, None)):
+        assert classify(DEV, _alarm(m, t)).kind is None, (m, t)  # events: nothing to repair
+    a = classify(DEV, _alarm(7, None, desc="门禁被撬", prio=2))
+    assert (a.kind, a.severity, a.description) == (GENERIC, "critical", "门禁被撬")
+    a = classify(DEV, _alarm(5, 99, prio=4))
+    assert (a.kind, a.severity) == (GENERIC, "warning")
+    # lenient: <info>/<alarmtype> in any case, garbage numbers and time
+    body = (b'<?xml version="1.0"?><Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>'
+            + CH1.encode() + b'</DeviceID><AlarmMethod>2</AlarmMethod><AlarmTime>never'
+            b'</AlarmTime><AlarmPriority>x</AlarmPriority><info><alarmtype> 1 </alarmtype>'
+            b'</info></Notify>')
+    a = classify(DEV, manscdp.parse(body))
+    assert (a.kind, a.priority, a.time_ms, a.channel_id) == ("video_signal_loss", None, None,
+                                                             CH1)
+
+
+class _AlarmRunning(Running):
+    def __init__(self, app) -> None:  # as Running, with a short quiet time
+        import asyncio
+        import threading
+
+        st = Gb28181Settings(enabled=True, host="127.0.0.1", port=0, password="secret",
+                             keepalive_s=5, query_timeout_s=5, alarm_clear_s=4)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.svc = GbPlatformService(app, st, flush_interval=0.1)
+        asyncio.run_coroutine_threadsafe(self.svc.start(), self.loop).result(30)
+
+
+def _faults(app):
+    with app.db.session() as s:
+        return {(f.kind, f.camera_id): f for f in s.scalars(select(Fault))}
+
+
+def test_device_alarms_become_deduplicated_faults_and_tickets(tmp_path, db, clock):
+    import subprocess
+
+    from tests.interconnect.gb_helpers import SERVER, free_udp_port
+
+    site = Site(tmp_path, db, clock)
+    desk = TicketDesk(site.app)
+    run = _AlarmRunning(site.app)
+    site.api.state.gb28181 = run.svc
+    dev = subprocess.Popen(
+        [SIPP, f"127.0.0.1:{run.svc.port}", "-sf", str(SCEN / "gb_device_alarms.xml"),
+         "-oocsf", str(SCEN / "gb_device_catalog_ooc.xml"), "-m", "1", "-l", "1", "-t", "u1",
+         "-i", "127.0.0.1", "-p", str(free_udp_port()), "-s", DEV, "-au", DEV, "-ap", "secret",
+         "-set", "domain", SERVER[:10], "-set", "server", SERVER, "-timeout", "40",
+         "-timeout_error", "-nostdin"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    try:
+        assert _wait(lambda: run.svc.alarms.received >= 5, 30), run.svc.diagnose(DEV)
+        with site.app.db.session() as s:
+            cams = {c.main_url: c.id for c in s.scalars(select(Camera))}
+        cam1, cam2 = cams[gb_url(DEV, CH1)], cams[gb_url(DEV, CH2)]
+        disk = f"gb_device_disk_full_{DEV}"
+        assert _wait(lambda: {("video_signal_loss", cam1), (disk, None)} <= set(_faults(site.app))
+                     and any(k == GENERIC for k, _ in _faults(site.app)), 15), _faults(site.app)
+        faults = _faults(site.app)
+        loss = faults[("video_signal_loss", cam1)]
+        assert loss.severity == "critical" and "video loss" in loss.message
+        assert CH1 in loss.message and loss.cleared_ms is None
+        generic = faults[(GENERIC, cam2)]
+        assert "门禁被撬" in generic.message and generic.severity == "critical"
+        assert len(faults) == 3, faults  # the motion detection opened nothing
+        st = run.svc.alarms.status()
+        assert st["received"] == 5 and st["repeats"] == 1 and st["faults_written"] == 3, st
+        with site.app.db.session() as s:
+            tickets = {(t.kind, t.camera_id): t.status for t in s.scalars(select(FaultTicket))}
+        assert tickets[("video_signal_loss", cam1)] == "open", tickets
+
+        maint = _as(site, "maint1", ("maintainer",))
+        r = maint.get(f"/api/gb28181/devices/{DEV}")
+        assert r.status_code == 200, r.text
+        alarms = r.json()["alarms"]
+        assert [a["label"] for a in alarms][-1] == "video loss"
+        loss_view = next(a for a in alarms if a["fault_kind"] == "video_signal_loss")
+        assert loss_view["count"] == 2 and loss_view["channel_id"] == CH1
+        motion = next(a for a in alarms if a["label"] == "motion detection")
+        assert motion["fault_kind"] is None and motion["method_name"] == "video alarm"
+        r = maint.get("/api/health/tickets", params={"camera_id": cam1})
+        assert r.status_code == 200 and r.json()[0]["kind"] == "video_signal_loss", r.text
+
+        # no repeat for alarm_clear_s: the faults the alarms opened clear; tickets follow
+        assert _wait(lambda: all(f.cleared_ms is not None for f in _faults(site.app).values()
+                                 if not f.kind.startswith("gb_offline")), 20), _faults(site.app)
+        with site.app.db.session() as s:
+            t = s.scalar(select(FaultTicket).where(FaultTicket.kind == "video_signal_loss"))
+            assert t.status == "cleared"
+        assert all(a["cleared"] for a in run.svc.alarms.recent(DEV) if a["fault_kind"])
+    finally:
+        dev.terminate()
+        dev.communicate(timeout=10)
+        run.stop()
+        desk.detach()
