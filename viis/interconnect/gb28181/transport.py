@@ -124,8 +124,17 @@ class TcpTransport:
 
     name = "TCP"
 
-    def __init__(self, on_message: OnMessage, on_error: OnError = _noerr) -> None:
+    def __init__(self, on_message: OnMessage, on_error: OnError = _noerr, *,
+                 max_connections: int = 20_000, idle_timeout: float = 900.0,
+                 max_write_buffer: int = 4 << 20) -> None:
+        """``max_connections`` accepted at once (more are closed on arrival);
+        ``idle_timeout`` seconds without a byte closes an accepted connection (a device
+        keeps alive every 60 s, so 900 s is 15 missed keepalives); a peer that does not
+        read what we send is dropped once ``max_write_buffer`` bytes wait for it."""
         self.on_message, self.on_error = on_message, on_error
+        self.max_connections, self.idle_timeout = max_connections, idle_timeout
+        self.max_write_buffer = max_write_buffer
+        self.accepted = 0  # connections being served now
         self.server: asyncio.base_events.Server | None = None
         self.conns: dict[Addr, asyncio.StreamWriter] = {}
         self.received = self.errors = 0
@@ -143,6 +152,12 @@ class TcpTransport:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         addr = (peer[0], peer[1])
+        if self.accepted >= self.max_connections:
+            self.errors += 1
+            self.on_error(addr, f"too many TCP connections ({self.max_connections}): closed", b"")
+            writer.close()
+            return
+        self.accepted += 1
         self.conns[addr] = writer
         task = asyncio.current_task()
         if task is not None:
@@ -150,7 +165,12 @@ class TcpTransport:
         framer = StreamFramer()
         try:
             while True:
-                data = await reader.read(65536)
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                except TimeoutError:
+                    self.on_error(addr, f"TCP connection idle for {self.idle_timeout:g} s: "
+                                        "closed", b"")
+                    break
                 if not data:
                     break
                 try:
@@ -177,6 +197,7 @@ class TcpTransport:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.accepted -= 1
             if self.conns.get(addr) is writer:
                 del self.conns[addr]
             writer.close()
@@ -186,6 +207,14 @@ class TcpTransport:
         data = msg if isinstance(msg, bytes) else msg.encode()
         w = self.conns.get(addr)
         if w is not None and not w.is_closing():
+            if w.transport.get_write_buffer_size() > self.max_write_buffer:
+                # the peer reads nothing we send: drop it rather than buffer without end
+                self.errors += 1
+                self.on_error(addr, "TCP peer does not read: connection dropped", b"")
+                w.close()
+                if self.conns.get(addr) is w:
+                    del self.conns[addr]
+                return
             w.write(data)
             return
         queued = self._dialing.get(addr)
