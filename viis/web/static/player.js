@@ -202,8 +202,11 @@ export function parseFragment(buf) {
   return { t, key: isKeyFragment(buf), data: u8.subarray(mdat[0], mdat[1]) };
 }
 
-const DECODE_QUEUE_MAX = 3;   // chunks waiting in the decoder: more and it is behind
-const LATE_MS = 400;          // a frame decoded this long after it arrived: behind
+const DECODE_QUEUE_MAX = 6;   // chunks waiting in the decoder: more and it is behind
+const LATE_MS = 600;          // a frame decoded this long after it arrived: behind
+const BEHIND_N = 3;           // behind this often within BEHIND_S: keyframes only ...
+const BEHIND_S = 5;
+const CODEC_KEY_ONLY_S = 5;   // ... for this long, then every frame again
 const MAX_SHOWN_AGE_S = 1.0;  // never present a frame older than this (camera to screen)
 const PACE_QUANTILE = 0.8;    // of recent decode-output delays: when a frame is shown
 const PACE_BURST = 3;         // more frames than this due at once: show the newest
@@ -241,8 +244,8 @@ const PACER = {
  *    arrival) skips to the next keyframe; queued work is discarded at that keyframe;
  *  - a frame older than MAX_SHOWN_AGE_S (its keyframe's age on arrival at the server
  *    + its time in this page) is never presented;
- *  - twice behind within KEY_ONLY_S: keyframes only for KEY_ONLY_S (``keyOnly``, which
- *    the tile says);
+ *  - behind BEHIND_N times within BEHIND_S: keyframes only for CODEC_KEY_ONLY_S
+ *    (``keyOnly``, which the tile says, and the server is asked for keyframes only);
  *  - decoded frames are paced to one per display refresh at their media time plus the
  *    usual decode delay (PACE_QUANTILE), so bursts from the network do not lose frames
  *    and no queue grows (at most PACE_BURST due at once, else the newest is shown).
@@ -279,7 +282,7 @@ export class CodecSink {
     this.startup = true;     // the GOP a view starts with is shown even if a little old
     this.keyOnly = false;
     this.keyOnlyUntil = 0;
-    this.lastBehind = -1e9;
+    this.behinds = []; // when the decoder was last found behind (page ms)
     this.arrivals = new Map(); // chunk timestamp (us) -> [arrival ms, age of its key s]
     this.skips = 0; this.keyOnlyCount = 0; this.late = 0; this.decoded = 0; this.shown = 0;
     this.error = null;
@@ -362,13 +365,15 @@ export class CodecSink {
   _behind(now) {
     this.waitKey = true;
     this.skips += 1;
-    if (now - this.lastBehind < KEY_ONLY_S * 1000) {
+    this.behinds.push(now);
+    while (this.behinds.length && now - this.behinds[0] > BEHIND_S * 1000) this.behinds.shift();
+    if (this.behinds.length >= BEHIND_N) {
       if (!this.keyOnly && this.onKeyOnly) this.onKeyOnly(true);
       this.keyOnly = true;
       this.keyOnlyCount += 1;
-      this.keyOnlyUntil = now + KEY_ONLY_S * 1000;
+      this.keyOnlyUntil = now + CODEC_KEY_ONLY_S * 1000;
+      this.behinds = [];
     }
-    this.lastBehind = now;
   }
 
   _output(frame) {
