@@ -271,6 +271,27 @@ def test_every_role_gets_the_expected_status_on_every_route(tmp_path, db, clock)
     assert not wrong, "\n".join(map(str, wrong))
 
 
+def test_the_upper_platform_role_is_no_user_role_and_reaches_no_route(tmp_path, db, clock):
+    """A GB/T 28181 upper platform (Q13.1) has a role of its own in the policy
+    (``upper_platform``: live, playback, timeline within its grade; a copy only under a
+    request naming it; no administration), decided only at the cascade's door: no user
+    holds it, so no route of the matrix above is reachable with it."""
+    from viis.access import policy
+
+    assert set(policy.ROLES) == set(ROLES) | {"upper_platform"}
+    assert set(policy.USER_ROLES) == set(ROLES)
+    site = Site(tmp_path, db, clock)
+    org = site.org("using_unit")
+    body = {"login": "city", "organisation_id": org, "work_id": "W9",
+            "password": "First-pass-123", "roles": ["upper_platform"], "clearance": 2}
+    r = site.admin.post("/api/users", json=body)
+    assert r.status_code in (403, 422) and "upper platform" in r.text, r.text
+    site.user("nina", ("operator_on_duty",))
+    uid = site.sign_in("nina").get("/api/me").json()["id"]
+    r = site.admin.patch(f"/api/users/{uid}", json={"roles": ["upper_platform"]})
+    assert r.status_code in (403, 422), r.text
+
+
 def test_the_footage_routes_need_a_signed_in_user_even_for_an_unknown_camera(tmp_path, db, clock):
     anon = Site(tmp_path, db, clock).client()
     assert anon.get("/api/cameras/99/timeline?start=0&end=1").status_code == 401

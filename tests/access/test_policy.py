@@ -102,3 +102,49 @@ def test_the_door_delegates_and_keeps_its_signature():
     authorize_footage(who("operator_on_duty", clearance=3), "live", 1, security_level=3, now_ms=NOW)
     with pytest.raises(ValueError):
         authorize_footage(who("operator_on_duty"), "delete", 1)
+
+
+def upper(clearance=2, server="34020000002000000001"):
+    """The principal of a GB/T 28181 upper platform (viis.interconnect.gb28181.cascade)."""
+    return Principal(f"gb28181:{server}", frozenset({policy.UPPER_PLATFORM}),
+                     org_kind=policy.UPPER_PLATFORM_ORG, organisation_name=f"city ({server})",
+                     clearance=clearance, trained=True, work_id=server)
+
+
+def test_upper_platform_watches_within_its_grade_and_copies_only_what_is_delivered_to_it():
+    up = upper()
+    for action in ("live", "playback", "timeline"):  # Q13.1: by security level
+        d = decide_footage(up, action, 1, 2, NOW - H, NOW, NOW)
+        assert d.allowed and d.reason == "upper_platform within clearance", action
+        d = decide_footage(up, action, 1, 3, NOW - H, NOW, NOW)
+        assert not d.allowed and "Q13.1" in d.articles
+    assert not decide_footage(up, "snapshot", 1, 1, NOW, NOW, NOW).allowed
+    frm, to = NOW - 9 * H, NOW - 9 * H + 60_000
+    d = decide_footage(up, "export", 1, 1, frm, to, NOW)  # no request: Q23.1, Q24.1
+    assert not d.allowed and "Q24.1" in d.articles and "delivery target" in d.reason
+    mine = Scope("R-3", SCOPE.ranges, frozenset({"export"}), NOW + H, request_id=3,
+                 delivery="34020000002000000001")
+    assert decide_footage(up, "export", 1, 1, frm, to, NOW, mine).allowed
+    # a human staff's scope, another upper's delivery, outside the range, expired: refused
+    for sc, t, now in ((SCOPE, to, NOW),
+                       (Scope("R-4", SCOPE.ranges, frozenset({"export"}), NOW + H,
+                              delivery="34020000002000000002"), to, NOW),
+                       (mine, NOW - 7 * H, NOW), (mine, to, NOW + H)):
+        d = decide_footage(up, "export", 1, 1, frm, t, now, sc)
+        assert not d.allowed and "Q24.1" in d.articles, d.reason
+
+
+def test_upper_platform_administers_nothing_and_is_no_user_role():
+    for action in policy.ADMIN_ACTIONS:
+        d = decide_admin(upper(clearance=5), action)
+        assert not d.allowed and d.articles == ("Q13.1",), action
+    assert policy.UPPER_PLATFORM not in policy.USER_ROLES
+    assert policy.ROLE_ORG_KINDS[policy.UPPER_PLATFORM] == frozenset()
+    assert policy.UPPER_PLATFORM_ORG not in policy.ORG_KINDS
+    assert all(policy.UPPER_PLATFORM not in roles for roles in policy.ADMIN_POLICY.values())
+
+
+def test_the_door_registers_an_upper_platform_under_its_organisation():
+    seen = []
+    authorize_footage(upper(), "live", 1, security_level=1, now_ms=NOW, register=seen.append)
+    assert seen[0].allowed and seen[0].principal.organisation_name.startswith("city (")

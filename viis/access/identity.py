@@ -187,7 +187,11 @@ class IdentityService:
 
     @staticmethod
     def _check_roles(roles: set[str], org_kind: str) -> None:
-        unknown = roles - set(policy.ROLES)
+        unknown = roles - set(policy.USER_ROLES)
+        if policy.UPPER_PLATFORM in unknown:
+            raise ValidationFailed(f"role {policy.UPPER_PLATFORM} is the identity of a GB/T 28181 "
+                                   "upper platform, never a user's", field="roles",
+                                   articles=("Q13.1",))
         if unknown:
             raise ValidationFailed(f"unknown roles: {', '.join(sorted(unknown))}", field="roles")
         for r in sorted(roles):

@@ -40,9 +40,18 @@ INVESTIGATOR = "police_investigator"   # police reading/copying under approval (
 APPROVER = "bureau_approver"           # head of city/district bureau or delegate (Q23.1)
 REQUESTER = "department_requester"     # other government department (Q23.2, Q23.3)
 PLATFORM_ADMIN = "platform_admin"      # installs and administers the platform itself
+#: A GB/T 28181 upper platform we cascade to (the video sharing, police image or emergency
+#: command platform, Q13.1): not a person and never a user's role. The cascade builds its
+#: principal (viis.interconnect.gb28181.cascade.Cascade.principal) with the platform's grade
+#: as clearance; it watches live and plays back within that grade, reads the timeline
+#: (RecordInfo), copies (GB Download) only under an approved request that names it as the
+#: delivery target (Q23.1, Q24.1), and administers nothing.
+UPPER_PLATFORM = "upper_platform"
 
-ROLES = (OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, INVESTIGATOR, APPROVER, REQUESTER,
-         PLATFORM_ADMIN)
+#: Roles a person may hold (users, the web API).
+USER_ROLES = (OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, INVESTIGATOR, APPROVER, REQUESTER,
+              PLATFORM_ADMIN)
+ROLES = USER_ROLES + (UPPER_PLATFORM,)
 
 # --- organisations ---------------------------------------------------------------------
 USING_UNIT = "using_unit"
@@ -51,6 +60,9 @@ CITY_BUREAU = "city_bureau"
 DISTRICT_BUREAU = "district_bureau"
 DEPARTMENT = "other_department"
 ORG_KINDS = (USING_UNIT, CONTRACTOR, CITY_BUREAU, DISTRICT_BUREAU, DEPARTMENT)
+#: The organisation an upper platform's principal names (its name and server ID); not a kind
+#: of organisation kept in the organisations table, so no user can belong to one.
+UPPER_PLATFORM_ORG = "upper_platform"
 _POLICE = frozenset({CITY_BUREAU, DISTRICT_BUREAU})
 
 #: Which kinds of organisation a role may be held in. Police powers stay with the police
@@ -65,6 +77,7 @@ ROLE_ORG_KINDS: dict[str, frozenset[str]] = {
     APPROVER: _POLICE,
     REQUESTER: frozenset({DEPARTMENT}),
     PLATFORM_ADMIN: frozenset(ORG_KINDS),
+    UPPER_PLATFORM: frozenset(),  # no user holds it: the cascade's principal only
 }
 
 #: Roles a unit administrator may grant; everything else is granted by a platform admin.
@@ -94,10 +107,11 @@ FOOTAGE_POLICY: dict[str, dict[str, Rule]] = {
     APPROVER:       dict(live=NO, playback=NO, snapshot=NO, export=NO, timeline=LEVEL),
     REQUESTER:      dict(live=SCOPE, playback=SCOPE, snapshot=SCOPE, export=SCOPE, timeline=SCOPE),
     PLATFORM_ADMIN: dict(live=NO, playback=NO, snapshot=NO, export=NO, timeline=LEVEL),
+    UPPER_PLATFORM: dict(live=LEVEL, playback=LEVEL, snapshot=NO, export=SCOPE, timeline=LEVEL),
 }
 
 # --- admin actions -------------------------------------------------------------------
-_ALL = frozenset(ROLES)
+_ALL = frozenset(USER_ROLES)  # an upper platform administers nothing (Q13.1)
 ADMIN_POLICY: dict[str, frozenset[str]] = {
     "camera.read": _ALL,  # filtered by clearance (Q13.1); requests need camera names
     "camera.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
@@ -144,7 +158,8 @@ ADMIN_POLICY: dict[str, frozenset[str]] = {
     # route also hides cameras above the user's clearance. Lifting them for one export is
     # asked by the staff of a retrieval request and approved by a second, deciding user;
     # the installation's permission ([privacy] mask_lifting) is off by default.
-    "mask.read": frozenset({r for r, a in FOOTAGE_POLICY.items() if a["live"] is not NO}
+    "mask.read": frozenset({r for r, a in FOOTAGE_POLICY.items()
+                            if a["live"] is not NO and r != UPPER_PLATFORM}
                            | {UNIT_ADMIN, PLATFORM_ADMIN}),
     "mask.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
     "mask.lift": frozenset({INVESTIGATOR, REQUESTER, OPERATOR, UNIT_ADMIN}),
@@ -223,6 +238,8 @@ class Principal:
     bootstrap: bool = False
     session_id: int | None = None
     must_change_password: bool = False
+    organisation_name: str = ""  # for a principal outside the organisations table (an upper
+                                 # platform: "<name> (<server id>)"), the register's unit
 
 
 @dataclass(frozen=True)
@@ -244,6 +261,7 @@ class Scope:
     principals: frozenset[int] = field(default_factory=frozenset)  # user ids party to it
     request_id: int | None = None  # the retrieval request, for the register
     session_id: int | None = None  # the two-person retrieval session (Q24.1)
+    delivery: str | None = None  # the upper platform (server ID) a copy is delivered to
 
     def covers(self, user_id: int | None, camera_id: int, action: str, from_ms: int, to_ms: int,
                now_ms: int) -> str | None:
@@ -295,7 +313,16 @@ def decide_footage(principal: Principal | None, action: str, camera_id: int, sec
         if rule is LEVEL:
             return Decision(True, f"{role} within clearance", role=role)
         if rule is SCOPE:
-            if scope is None:
+            if role == UPPER_PLATFORM:  # a copy to an upper: only where the request names it
+                if scope is None:
+                    why_not.append(f"{role} needs an approved retrieval request naming it as "
+                                   f"the delivery target for {action} (Q23.1, Q24.1)")
+                    continue
+                if scope.delivery is None or scope.delivery != principal.work_id:
+                    why_not.append(f"{scope.request_ref} does not name upper platform "
+                                   f"{principal.work_id} as its delivery target (Q23.1, Q24.1)")
+                    continue
+            elif scope is None:
                 why_not.append(f"{role} needs an approved retrieval request for {action}")
                 continue
             miss = scope.covers(principal.user_id, camera_id, action, frm, to, now_ms)
@@ -316,6 +343,8 @@ def decide_admin(principal: Principal | None, action: str) -> Decision:
         raise ValueError(f"unknown action {action!r}")
     if principal is None:
         return Decision(False, "not signed in")
+    if UPPER_PLATFORM in principal.roles:
+        return Decision(False, "an upper platform takes no administrative action", ("Q13.1",))
     if action == "self":
         return Decision(True, "own account")
     for role in _roles(principal):

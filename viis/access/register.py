@@ -43,6 +43,8 @@ def record(s: Session, use: FootageUse) -> RegisterEntry:
         if p.organisation_id is not None:
             org = s.get(Organisation, p.organisation_id)
             e.unit_id, e.unit_name = p.organisation_id, org.name if org else ""
+        elif p.organisation_name:  # an upper platform: its name and server ID (N16.1 unit)
+            e.unit_name = p.organisation_name[:200]
     sc = use.scope
     if sc is not None and sc.request_id is not None:
         req = s.get(RetrievalRequest, sc.request_id)

@@ -29,7 +29,7 @@ from typing import Any
 
 from viis import __version__
 from viis.access.door import Forbidden, authorize_footage
-from viis.access.policy import OPERATOR, Principal
+from viis.access.policy import UPPER_PLATFORM, UPPER_PLATFORM_ORG, Principal
 from viis.access.register import Register
 from viis.core.logging import get_logger
 from viis.interconnect.gb28181 import cascade_answers as ans
@@ -236,9 +236,11 @@ class Cascade:
 
     def principal(self, upper_id: UpperPlatform | int | str) -> Principal:
         """The identity an upper platform's views are decided and registered under by the one
-        door (viis.access.door): named after its server ID, with the platform's grade as its
-        clearance, watching like the operator on duty (live and playback within clearance;
-        a copy still needs an approved request). Q13.1, N16.1."""
+        door (viis.access.door): named after its server ID, in the role of an upper platform
+        (live, playback and timeline within the platform's grade as its clearance; a copy
+        only under an approved request naming it as the delivery target; no administration),
+        its organisation the platform's name and server ID, which the register entry and
+        the audit entry name as the unit. Q13.1, Q23.1, Q24.1, N16.1."""
         c = self.client(upper_id) if not isinstance(upper_id, UpperPlatform) else None
         u = upper_id if isinstance(upper_id, UpperPlatform) else (c.upper if c else None)
         if u is None:
@@ -247,7 +249,9 @@ class Cascade:
                 raise LookupError(f"no upper platform {upper_id}")
             with self.app.db.session() as s:
                 u = store.get_upper(s, uid)
-        return Principal(f"gb28181:{u.server_id}", frozenset({OPERATOR}),
+        return Principal(f"gb28181:{u.server_id}", frozenset({UPPER_PLATFORM}),
+                         org_kind=UPPER_PLATFORM_ORG,
+                         organisation_name=f"{u.name} ({u.server_id})",
                          clearance=u.max_security_level, trained=True, work_id=u.server_id)
 
     def set_invite_handler(self, fn: InviteHandler | None) -> None:
