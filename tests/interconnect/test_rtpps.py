@@ -436,3 +436,42 @@ def test_active_tcp_to_a_closed_port_fails_at_open():
             await PsSender.open("rtsp", None, SSRC)
 
     asyncio.run(run())
+
+
+def test_a_second_tcp_connection_cannot_cut_off_a_sender_that_delivers():
+    """TCP-passive: while the agreed sender delivers its SSRC, a second connection (a stray
+    or hostile peer on the offered port) is refused; once the sender has been silent past
+    the takeover bound, a new connection (the device reconnecting) replaces it."""
+    frames = frames_of(n=20)
+    clock = ManualClock()
+
+    async def run():
+        got: list[PsFrame] = []
+        r = await PsReceiver.open("tcp-passive", got.append, SSRC, "127.0.0.1", clock=clock)
+        s = await PsSender.open("tcp-active", ("127.0.0.1", r.local_port), SSRC, "127.0.0.1")
+        try:
+            for nals, pts, key in frames[:10]:
+                assert s.send_frame(nals, pts, key)
+                await asyncio.sleep(0.002)
+            assert await wait_until(lambda: len(got) == 10)
+            _, intruder = await asyncio.open_connection("127.0.0.1", r.local_port)
+            assert await wait_until(lambda: r.stats.get("refused_connections") == 1)
+            for nals, pts, key in frames[10:]:
+                assert s.send_frame(nals, pts, key)
+                await asyncio.sleep(0.002)
+            assert await wait_until(lambda: len(got) == 20)  # the sender was not cut off
+            intruder.close()
+            clock.advance(PsReceiver.TAKEOVER_SILENCE_S + 1)  # the sender falls silent
+            s2 = await PsSender.open("tcp-active", ("127.0.0.1", r.local_port), SSRC,
+                                     "127.0.0.1")
+            assert await wait_until(lambda: r.stats["connections"] == 2)
+            for nals, pts, key in frames[:5]:
+                assert s2.send_frame(nals, pts, key)
+                await asyncio.sleep(0.002)
+            assert await wait_until(lambda: len(got) == 25)
+            await s2.close()
+        finally:
+            await s.close()
+            await r.close()
+
+    asyncio.run(run())

@@ -323,6 +323,7 @@ class _RecvStream(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.invalid_run = 0
+        self.good_at: float | None = None  # last time it carried a packet we accepted
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -337,6 +338,7 @@ class _RecvStream(asyncio.Protocol):
         n = len(buf)
         pos = 0
         owner = self.owner
+        accepted_before = owner.stats["packets"]
         while n - pos >= 2:
             length = (buf[pos] << 8) | buf[pos + 1]
             if n - pos - 2 < length:
@@ -355,6 +357,8 @@ class _RecvStream(asyncio.Protocol):
             pos += 2 + length
         if pos:
             del buf[:pos]
+        if owner.stats["packets"] != accepted_before:
+            self.good_at = owner.clock.now()
 
 
 class PsReceiver(_SocketOwner):
@@ -366,7 +370,12 @@ class PsReceiver(_SocketOwner):
     ``mismatched_ssrc`` the wrong one: what the peer really sends), ``invalid`` (not RTP),
     ``lost`` (sequence gaps), ``late`` (duplicate or out of order, dropped), ``frames``,
     ``frames_dropped`` (damaged by loss or too large), ``skipped_before_key``,
-    ``demux_errors``. ``causes.stream_cause`` reads these."""
+    ``demux_errors``, ``refused_connections`` (TCP-passive: a second connection while the
+    current one delivers the agreed SSRC). ``causes.stream_cause`` reads these."""
+
+    # TCP-passive: a new connection replaces the current one only after this much silence
+    # of accepted packets on it (a device reconnecting after a half-open drop)
+    TAKEOVER_SILENCE_S = 2.0
 
     def __init__(self, mode: str, on_frame: Callable[[PsFrame], None], expected_ssrc: int | None,
                  *, clock: Clock | None, codec: str | None, ssrc_check: bool,
@@ -446,12 +455,20 @@ class PsReceiver(_SocketOwner):
             proto.transport.close()
             return
         old = self._stream
+        if (old is not None and old.transport is not None and not old.transport.is_closing()
+                and old.good_at is not None
+                and self.clock.now() - old.good_at < self.TAKEOVER_SILENCE_S):
+            # the current sender is delivering the agreed SSRC: a second connection (a
+            # stray or hostile peer) must not cut it off
+            self.stats["refused_connections"] = self.stats.get("refused_connections", 0) + 1
+            proto.transport.close()
+            return
         self._stream = proto
         self.stats["connections"] += 1
         peer = proto.transport.get_extra_info("peername")
         self.last_source = (peer[0], peer[1]) if peer else None
         if old is not None and old.transport is not None:
-            old.transport.close()  # one stream per session: the newest connection wins
+            old.transport.close()  # one stream per session: a silent one is replaced
         self._abandon_frame()
         self._seq = None
 
