@@ -150,7 +150,8 @@ class RetrievalService:
                ranges: list[RangeIn], staff_work_ids: list[str], valid_until_ms: int,
                case_number: str = "", actions: list[str] | None = None,
                document: Document | None = None, coordinating_bureau_id: int | None = None,
-               person_name: str = "", person_relation: str = "") -> RetrievalRequest:
+               person_name: str = "", person_relation: str = "",
+               deliver_to: str = "") -> RetrievalRequest:
         now = self.clock.wall_ms()
         if kind not in KINDS:
             raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", field="kind")
@@ -193,6 +194,7 @@ class RetrievalService:
             raise ValidationFailed("an individual's request is view-only: "
                                    f"{', '.join(sorted(acts - VIEW_ONLY))} cannot be granted",
                                    field="actions", articles=("N21.1",))
+        deliver = self._check_delivery(s, kind, acts, deliver_to)
         ids = [w.strip() for w in staff_work_ids if w and w.strip()]
         if len(set(ids)) < 2:
             raise ValidationFailed("name the work ID numbers of at least two staff members",
@@ -222,7 +224,7 @@ class RetrievalService:
             staff_work_ids=" ".join(dict.fromkeys(ids)),
             actions=" ".join(a for a in FOOTAGE_ACTIONS if a in acts),
             requested_until_ms=valid_until_ms, review_pending=False, decision_note="",
-            created_ms=now)
+            created_ms=now, deliver_to=deliver)
         s.add(req)
         s.flush()
         for r in ranges:
@@ -241,8 +243,33 @@ class RetrievalService:
             "retrieval.file", actor=p, subject=f"R-{req.id}",
             details={"kind": kind, "case_number": req.case_number, "emergency_active":
                      kind == EMERGENCY, "ranges": [[r.camera_id, r.from_ms, r.to_ms]
-                                                   for r in ranges[:200]]})
+                                                   for r in ranges[:200]],
+                     "deliver_to": deliver})
         return req
+
+    @staticmethod
+    def _check_delivery(s: Session, kind: str, acts: frozenset[str], deliver_to: str) -> str | None:
+        """The GB/T 28181 upper platform a copy is delivered to (Q13.1, Q23.1, Q24.1): one
+        configured in the cascade; the request must allow export; never an individual's
+        (N21.1: view only)."""
+        v = (deliver_to or "").strip()
+        if not v:
+            return None
+        if kind == INDIVIDUAL:
+            raise ValidationFailed("an individual's request is view-only and delivers no copy",
+                                   field="deliver_to", articles=("N21.1",))
+        if "export" not in acts:
+            raise ValidationFailed("a request that delivers a copy must allow export",
+                                   field="deliver_to", articles=("Q24.1",))
+        if len(v) != 20 or not v.isdigit():
+            raise ValidationFailed("deliver_to is the 20-digit server ID of an upper platform",
+                                   field="deliver_to")
+        from viis.interconnect.gb28181.cascade_models import GbUpperPlatform
+
+        if s.scalar(select(GbUpperPlatform.id).where(GbUpperPlatform.server_id == v)) is None:
+            raise ValidationFailed(f"deliver_to: no upper platform {v} is configured",
+                                   field="deliver_to")
+        return v
 
     # --- reading -------------------------------------------------------------------------
     def get(self, s: Session, request_id: int) -> RetrievalRequest:
@@ -507,7 +534,7 @@ class RetrievalService:
                          if req.document_sha256 else None),
             "decided_by_id": req.decided_by_id, "decided_ms": req.decided_ms,
             "decision_note": req.decision_note, "closed_ms": req.closed_ms,
-            "created_ms": req.created_ms,
+            "created_ms": req.created_ms, "deliver_to": req.deliver_to,
             "sessions": [session_view(x) for x in self.sessions(s, req)],
         }
 
@@ -515,3 +542,32 @@ class RetrievalService:
 def session_view(x: RetrievalSession) -> dict:
     return {"id": x.id, "request_id": x.request_id, "staff": [x.user_a_id, x.user_b_id],
             "opened_ms": x.opened_ms, "expires_ms": x.expires_ms, "closed_ms": x.closed_ms}
+
+
+def delivery_scope(s: Session, server_id: str, camera_id: int, from_ms: int, to_ms: int,
+                   now_ms: int) -> Scope | None:
+    """The scope under which upper platform ``server_id`` may receive a copy (GB/T 28181
+    Download) of ``camera_id`` over [from_ms, to_ms]: an approved request (decided by the
+    bureau head, not an emergency still awaiting review: Q23.1, Q23.3, Q24.1) that names this
+    platform as its delivery target. The covering one if any; else the newest such request,
+    so that the door says what it does not cover (camera, times, expiry); None without any.
+    The door (:func:`viis.access.policy.decide_footage`) decides."""
+    reqs = list(s.scalars(
+        select(RetrievalRequest)
+        .where(RetrievalRequest.deliver_to == server_id, RetrievalRequest.status == "active",
+               RetrievalRequest.review_pending.is_(False),
+               RetrievalRequest.expires_ms.is_not(None))
+        .order_by(RetrievalRequest.id.desc()).limit(50)))
+    scopes = []
+    for r in reqs:
+        ranges = s.scalars(select(RetrievalRange).where(RetrievalRange.request_id == r.id)
+                           .order_by(RetrievalRange.id))
+        scopes.append(Scope(request_ref=f"R-{r.id}",
+                            ranges=tuple(ScopeRange(x.camera_id, x.from_ms, x.to_ms)
+                                         for x in ranges),
+                            actions=frozenset(r.actions.split()), expires_ms=r.expires_ms,
+                            request_id=r.id, delivery=r.deliver_to))
+    for sc in scopes:
+        if sc.covers(None, camera_id, "export", from_ms, to_ms, now_ms) is None:
+            return sc
+    return scopes[0] if scopes else None

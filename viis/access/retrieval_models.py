@@ -44,6 +44,10 @@ class RetrievalRequest(Base):
     closed_ms: Mapped[int | None] = mapped_column()
     closed_by: Mapped[str | None] = mapped_column(String(200))
     created_ms: Mapped[int] = mapped_column()
+    # The GB/T 28181 upper platform (its server ID) the copy is delivered to by a Download
+    # INVITE (Q13.1 with Q23.1, Q24.1); None: used only in two-person sessions here.
+    # Migration 0009_gb_delivery.
+    deliver_to: Mapped[str | None] = mapped_column(String(20))
 
 
 class RetrievalRange(Base):

@@ -63,6 +63,7 @@ class RetrievalIn(BaseModel):
     coordinating_bureau_id: int | None = None
     person_name: Str200 = ""
     person_relation: Annotated[str, Field(max_length=32)] = ""
+    deliver_to: Annotated[str, Field(max_length=20)] = ""  # GB/T 28181 upper platform ID
 
 
 class ApproveIn(BaseModel):
@@ -120,7 +121,8 @@ def create(body: RetrievalIn, request: Request,
                          valid_until_ms=_time(body.valid_until, "valid_until"),
                          actions=body.actions, document=doc,
                          coordinating_bureau_id=body.coordinating_bureau_id,
-                         person_name=body.person_name, person_relation=body.person_relation)
+                         person_name=body.person_name, person_relation=body.person_relation,
+                         deliver_to=body.deliver_to)
         return svc.view(s, req)
 
 

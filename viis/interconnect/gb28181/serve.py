@@ -16,9 +16,13 @@ command platforms see our cameras level by level and with permission; Q12.1, N12
 
 **One door** (invariant 3): every INVITE passes :func:`viis.access.door.authorize_footage`
 under the upper platform's identity (:meth:`.cascade.Cascade.principal`: ``gb28181:<server
-id>``, clearance = the platform's grade) with ``live``, ``playback`` or — a download is a
-copy — ``export`` for the camera and time range, and writes one register entry whose purpose
-names the platform and channel (Q19.1, Q24.1(3), N16.1), allowed or refused. Refused: 403.
+id>``, role ``upper_platform``, clearance = the platform's grade) with ``live``, ``playback``
+or — a download is a copy — ``export`` for the camera and time range, and writes one
+register entry whose unit is the platform and whose purpose names the platform and channel
+(Q19.1, Q24.1(3), N16.1), allowed or refused. Refused: 403. A Download is allowed only
+under an approved, unexpired retrieval request that covers the camera and range and names
+this upper as its delivery target (:func:`viis.access.retrieval.delivery_scope`, Q23.1,
+Q24.1); its register entry is an export under that request (request, case, legal basis).
 A channel the upper may not see (not shared, disabled, above its grade) is 404 before that, and so is a playback range with
 nothing recorded; a live INVITE for a camera the recorder cannot reach is 480.
 """
@@ -55,14 +59,22 @@ def register_sink(db, upper, channel_id: str, session: str):
     with the upper platform as the unit and what it asked for as the purpose (N16.1:
     reason, content, unit and name of whoever views)."""
     from viis.access.register import record
+    from viis.access.retrieval_models import RetrievalRequest
 
     def sink(use: FootageUse) -> None:
         with db.session() as s:
             e = record(s, use)
             e.unit_name = f"{upper.name} ({upper.server_id})"[:200]
-            e.request_kind = "gb28181"
-            e.purpose = (f"GB/T 28181 {session} requested by upper platform {upper.name} "
-                         f"({upper.server_id}) for channel {channel_id} (Q13.1)")[:2000]
+            asked = (f"GB/T 28181 {session} requested by upper platform {upper.name} "
+                     f"({upper.server_id}) for channel {channel_id} (Q13.1)")
+            if e.request_id is not None:  # a copy under an approved request (Q24.1, N16.1)
+                req = s.get(RetrievalRequest, e.request_id)
+                staff = req.staff_work_ids if req is not None else ""
+                e.purpose = (f"{e.purpose} — {asked}; copy delivered to the upper platform; "
+                             f"staff named in R-{e.request_id}: {staff}")[:2000]
+            else:
+                e.request_kind = "gb28181"
+                e.purpose = asked[:2000]
     return sink
 
 
@@ -189,8 +201,16 @@ class MediaAnswerer:
         now = self.app.clock.wall_ms()
 
         def decide() -> None:
+            scope = None
+            if kind == "Download":  # a copy: only under a request naming this upper (Q24.1)
+                from viis.access.retrieval import delivery_scope
+
+                with self.app.db.session() as s:
+                    scope = delivery_scope(s, upper.server_id, share.camera_id, start_ms,
+                                           end_ms, now)
             authorize_footage(principal, ACTIONS[kind], share.camera_id, start_ms, end_ms,
-                              security_level=share.security_level, now_ms=now, register=sink)
+                              security_level=share.security_level, scope=scope, now_ms=now,
+                              register=sink)
         await asyncio.get_running_loop().run_in_executor(None, decide)
 
     def _has_footage(self, camera_id: int, start_ms: int, end_ms: int) -> bool:
