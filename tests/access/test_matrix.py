@@ -217,6 +217,7 @@ EXPECT.update({
     ("POST", "/api/gb28181/devices/{device_id}/channels/{channel_id}/ptz"):
         {"operator_on_duty", "maintainer"},
     ("GET", "/api/gb28181/devices/{device_id}/channels/{channel_id}/records"): GB_READ,
+    ("GET", "/api/gb28181/devices/{device_id}/channels/{channel_id}/playback"): GB_READ,
 })
 # GB/T 28181 upper platforms we register to (Q13.1): the unit's administrators decide what
 # each sees; auditors read it.

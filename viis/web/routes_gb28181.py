@@ -179,6 +179,66 @@ async def records(request: Request, device_id: str, channel_id: str, start: str,
                          "file_path": x.get("FilePath")} for x in r.items]}
 
 
+@router.get("/devices/{device_id}/channels/{channel_id}/playback",
+            dependencies=[Depends(allow("gb.read"))])
+async def device_playback(request: Request, device_id: str, channel_id: str, start: str,
+                          end: str):
+    """Play back a range the device keeps on its own storage (issue 7 item 3; Q13.2): VIIS
+    INVITEs the channel with ``s=Playback`` and streams what the device sends as an MPEG
+    program stream (``video/MP2P``: ffplay, VLC, ffmpeg read it) until the device's end of
+    file. Viewing footage: it passes the one door as ``playback`` for the channel's camera
+    within the user's clearance (invariant 3, Q13.1) and is a register entry (Q19.1)."""
+    from fastapi.responses import StreamingResponse
+
+    from viis.interconnect.gb28181.device_playback import DevicePlayback
+
+    frm, to = _range(device_id, channel_id, start, end, max_ms=86_400_000)
+    svc = _svc(request)
+    app = _app(request)
+    who = principal(request)
+
+    def door() -> None:
+        with app.db.session() as s:
+            ch = DeviceStore(app.cameras).channel(s, device_id, channel_id)
+            cam = s.get(Camera, ch.camera_id) if ch is not None and ch.camera_id else None
+            if cam is None or not may_see_camera(who, cam.security_level):
+                raise NotFound(f"no channel {channel_id} of device {device_id}")
+            authorize_footage(who, "playback", cam.id, frm, to,
+                              security_level=cam.security_level,
+                              scope=footage_scope(request, who), now_ms=app.clock.wall_ms())
+
+    await run_in_threadpool(door)
+    pb = DevicePlayback(svc, device_id, channel_id, frm, to)
+    await svc.call(pb.open)
+
+    async def body():
+        try:
+            while True:
+                chunk = await svc.call(pb.next_chunk)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            await svc.call(pb.close)
+
+    return StreamingResponse(body(), media_type="video/MP2P",
+                             headers={"Cache-Control": "no-store"})
+
+
+def _range(device_id: str, channel_id: str, start: str, end: str,
+           max_ms: int) -> tuple[int, int]:
+    _check_id(device_id, "device_id")
+    _check_id(channel_id, "channel_id")
+    if len(start) > 64 or len(end) > 64:
+        raise ValidationFailed("start and end must be ISO 8601 times or UTC milliseconds",
+                               field="start")
+    frm, to = parse_time(start), parse_time(end)
+    if not 0 < to - frm <= max_ms:
+        raise ValidationFailed(f"end must be after start, at most {max_ms // 3_600_000} hours "
+                               "later", field="end")
+    return frm, to
+
+
 @router.post("/devices/{device_id}/catalog", dependencies=[Depends(allow("gb.write"))])
 async def refresh_catalog(request: Request, device_id: str) -> dict:
     """Ask the device for its catalog now and sync it into the camera registry."""
