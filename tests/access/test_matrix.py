@@ -279,8 +279,8 @@ def test_the_upper_platform_role_is_no_user_role_and_reaches_no_route(tmp_path, 
     holds it, so no route of the matrix above is reachable with it."""
     from viis.access import policy
 
-    assert set(policy.ROLES) == set(ROLES) | {"upper_platform"}
-    assert set(policy.USER_ROLES) == set(ROLES)
+    assert set(policy.ALL_ROLES) == set(ROLES) | {"upper_platform"}
+    assert set(policy.ROLES) == set(ROLES)  # the roles a user may hold
     site = Site(tmp_path, db, clock)
     org = site.org("using_unit")
     body = {"login": "city", "organisation_id": org, "work_id": "W9",

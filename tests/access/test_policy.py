@@ -21,7 +21,7 @@ SCOPE = Scope("REQ-9", (ScopeRange(1, NOW - 10 * H, NOW - 8 * H),), frozenset({"
 
 
 def test_the_table_covers_every_role_and_action():
-    assert set(policy.FOOTAGE_POLICY) == set(policy.ROLES)
+    assert set(policy.FOOTAGE_POLICY) == set(policy.ALL_ROLES)
     for role, row in policy.FOOTAGE_POLICY.items():
         assert set(row) == set(policy.FOOTAGE_ACTIONS), role
     for action, roles in policy.ADMIN_POLICY.items():
@@ -138,8 +138,9 @@ def test_upper_platform_administers_nothing_and_is_no_user_role():
     for action in policy.ADMIN_ACTIONS:
         d = decide_admin(upper(clearance=5), action)
         assert not d.allowed and d.articles == ("Q13.1",), action
-    assert policy.UPPER_PLATFORM not in policy.USER_ROLES
-    assert policy.ROLE_ORG_KINDS[policy.UPPER_PLATFORM] == frozenset()
+    assert policy.UPPER_PLATFORM not in policy.ROLES  # the users' roles
+    assert policy.UPPER_PLATFORM in policy.ALL_ROLES
+    assert policy.UPPER_PLATFORM not in policy.ROLE_ORG_KINDS
     assert policy.UPPER_PLATFORM_ORG not in policy.ORG_KINDS
     assert all(policy.UPPER_PLATFORM not in roles for roles in policy.ADMIN_POLICY.values())
 

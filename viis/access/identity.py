@@ -187,7 +187,7 @@ class IdentityService:
 
     @staticmethod
     def _check_roles(roles: set[str], org_kind: str) -> None:
-        unknown = roles - set(policy.USER_ROLES)
+        unknown = roles - set(policy.ROLES)
         if policy.UPPER_PLATFORM in unknown:
             raise ValidationFailed(f"role {policy.UPPER_PLATFORM} is the identity of a GB/T 28181 "
                                    "upper platform, never a user's", field="roles",

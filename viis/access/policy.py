@@ -49,9 +49,10 @@ PLATFORM_ADMIN = "platform_admin"      # installs and administers the platform i
 UPPER_PLATFORM = "upper_platform"
 
 #: Roles a person may hold (users, the web API).
-USER_ROLES = (OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, INVESTIGATOR, APPROVER, REQUESTER,
-              PLATFORM_ADMIN)
-ROLES = USER_ROLES + (UPPER_PLATFORM,)
+ROLES = (OPERATOR, UNIT_ADMIN, MAINTAINER, AUDITOR, INVESTIGATOR, APPROVER, REQUESTER,
+         PLATFORM_ADMIN)
+#: Every role the policy tables decide: the users' and the upper platforms'.
+ALL_ROLES = ROLES + (UPPER_PLATFORM,)
 
 # --- organisations ---------------------------------------------------------------------
 USING_UNIT = "using_unit"
@@ -77,7 +78,6 @@ ROLE_ORG_KINDS: dict[str, frozenset[str]] = {
     APPROVER: _POLICE,
     REQUESTER: frozenset({DEPARTMENT}),
     PLATFORM_ADMIN: frozenset(ORG_KINDS),
-    UPPER_PLATFORM: frozenset(),  # no user holds it: the cascade's principal only
 }
 
 #: Roles a unit administrator may grant; everything else is granted by a platform admin.
@@ -111,7 +111,7 @@ FOOTAGE_POLICY: dict[str, dict[str, Rule]] = {
 }
 
 # --- admin actions -------------------------------------------------------------------
-_ALL = frozenset(USER_ROLES)  # an upper platform administers nothing (Q13.1)
+_ALL = frozenset(ROLES)  # users' roles: an upper platform administers nothing (Q13.1)
 ADMIN_POLICY: dict[str, frozenset[str]] = {
     "camera.read": _ALL,  # filtered by clearance (Q13.1); requests need camera names
     "camera.write": frozenset({UNIT_ADMIN, PLATFORM_ADMIN}),
@@ -287,7 +287,7 @@ class Decision:
 
 
 def _roles(p: Principal) -> list[str]:
-    return [r for r in ROLES if r in p.roles]
+    return [r for r in ALL_ROLES if r in p.roles]
 
 
 def decide_footage(principal: Principal | None, action: str, camera_id: int, security_level: int,
