@@ -136,3 +136,11 @@ def test_device_alarms_become_deduplicated_faults_and_tickets(tmp_path, db, cloc
         dev.communicate(timeout=10)
         run.stop()
         desk.detach()
+
+
+def test_a_subscriptions_granted_expires_is_read_from_ascii_digits_only():
+    from viis.interconnect.gb28181.service import granted_seconds
+
+    assert granted_seconds(" 1800 ", 3600) == 1800
+    for odd in ("²", "٣٠٠", "", "-5", "1e3", "9" * 40):
+        assert granted_seconds(odd, 3600) == 3600, odd

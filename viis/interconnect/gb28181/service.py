@@ -505,7 +505,7 @@ class GbPlatformService:
             raise DeviceError(f"device {device_id} refused the Catalog SUBSCRIBE: "
                               f"{resp.status} {resp.reason}")
         granted = resp.get("Expires") or ""
-        granted_s = int(granted) if granted.strip().isdigit() else expires
+        granted_s = granted_seconds(granted, expires)
         old = self._subscriptions.pop(device_id, None)
         if old is not None:
             old.cancel()
@@ -679,6 +679,14 @@ async def start_with(app) -> GbPlatformService | None:
                           "holds the port; stop it or set [gb28181] port") from e
     app.gb28181 = svc
     return svc
+
+
+def granted_seconds(text: str, asked: int) -> int:
+    """A SUBSCRIBE's granted Expires: ASCII digits only ("²".isdigit() is True but int()
+    refuses it, which let a device's odd answer raise out of the subscription); anything
+    else keeps what we asked for."""
+    t = (text or "").strip()
+    return int(t) if t and len(t) <= 9 and t.isascii() and t.isdigit() else asked
 
 
 def diagnosis(view: dict[str, Any], cause: str) -> str:
