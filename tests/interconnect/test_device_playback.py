@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 
 import av
@@ -114,6 +115,32 @@ def test_an_operator_plays_back_a_range_from_the_devices_own_storage(tmp_path, d
         assert codes and 28_000 <= codes[0] <= 30_200 and 32_000 <= codes[-1] <= 34_200, codes
         assert took < 30, took  # ended by the device's end of file, not by the idle timeout
         assert _wait(lambda: not answerer.sessions, 10)  # BYE reached the device
+
+        # the same over TCP: we listen, the device connects (a=setup:passive in our offer)
+        modes: set[str] = set()
+        done = threading.Event()
+
+        def watch() -> None:  # what the device side sends with, while the request runs
+            while not done.wait(0.02):
+                try:
+                    modes.update(x["mode"] for x in answerer.status())
+                except RuntimeError:  # the session table changed while read: next round
+                    pass
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            r = op.get(url, params={"start": str(start), "end": str(start + 2_000),
+                                    "transport": "tcp"})
+        finally:
+            done.set()
+            watcher.join(5)
+        assert r.status_code == 200, r.text
+        ps.write_bytes(r.content)
+        assert int(_ffprobe(ps)["nb_read_frames"]) >= 5
+        assert modes == {"tcp-active"}, modes  # the device connected to us
+        assert op.get(url, params={"start": str(start), "end": str(end),
+                                   "transport": "sctp"}).status_code == 422
 
         with site.app.db.session() as s:
             entries = [(e.action, e.camera_id, e.outcome, e.user_login) for e in

@@ -182,11 +182,12 @@ async def records(request: Request, device_id: str, channel_id: str, start: str,
 @router.get("/devices/{device_id}/channels/{channel_id}/playback",
             dependencies=[Depends(allow("gb.read"))])
 async def device_playback(request: Request, device_id: str, channel_id: str, start: str,
-                          end: str):
+                          end: str, transport: Literal["udp", "tcp"] = "udp"):
     """Play back a range the device keeps on its own storage (issue 7 item 3; Q13.2): VIIS
     INVITEs the channel with ``s=Playback`` and streams what the device sends as an MPEG
     program stream (``video/MP2P``: ffplay, VLC, ffmpeg read it) until the device's end of
-    file. Viewing footage: it passes the one door as ``playback`` for the channel's camera
+    file; ``transport=tcp`` has the device connect to us for the media (NAT, loss). Viewing
+    footage: it passes the one door as ``playback`` for the channel's camera
     within the user's clearance (invariant 3, Q13.1) and is a register entry (Q19.1)."""
     from fastapi.responses import StreamingResponse
 
@@ -208,7 +209,7 @@ async def device_playback(request: Request, device_id: str, channel_id: str, sta
                               scope=footage_scope(request, who), now_ms=app.clock.wall_ms())
 
     await run_in_threadpool(door)
-    pb = DevicePlayback(svc, device_id, channel_id, frm, to)
+    pb = DevicePlayback(svc, device_id, channel_id, frm, to, transport=transport)
     await svc.call(pb.open)
 
     async def body():

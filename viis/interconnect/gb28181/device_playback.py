@@ -3,10 +3,10 @@ device's own storage"; Q13.2: systems integrated from below; Q12.1, N12.1).
 
 :class:`DevicePlayback` INVITEs a channel with ``s=Playback`` (``u=<channel>:0``, ``t=`` the
 range in epoch seconds, a playback SSRC ``1…`` in ``y=``), receives the device's PS over RTP
-(:class:`.rtpps.PsReceiver`, UDP), and hands the pictures on as an MPEG program stream
-(re-muxed by :class:`.ps.PsMuxer`: the device's own PS may carry audio, private streams or
-vendor oddities; what leaves VIIS is the plain video PS that ffprobe/ffplay/VLC read as
-``video/MP2P``). It ends at the device's ``MediaStatus 121`` (end of file), at its BYE, when
+(:class:`.rtpps.PsReceiver`: UDP, or TCP where we listen and the device connects), and
+hands the pictures on as an MPEG program stream (re-muxed by :class:`.ps.PsMuxer`: the
+device's own PS may carry audio, private streams or vendor oddities; what leaves VIIS is
+the plain video PS that ffprobe/ffplay/VLC read as ``video/MP2P``). It ends at the device's ``MediaStatus 121`` (end of file), at its BYE, when
 no picture came for ``idle_s``, or when the reader stops (then VIIS sends BYE).
 
 It runs on the platform service's loop; :meth:`next_chunk` is what a reader on another
@@ -37,7 +37,11 @@ MAX_QUEUED = 8 << 20  # bytes of PS waiting for a slow reader before pictures ar
 
 class DevicePlayback:
     def __init__(self, svc: GbPlatformService, device_id: str, channel_id: str,
-                 start_ms: int, end_ms: int, *, idle_s: float = 15.0) -> None:
+                 start_ms: int, end_ms: int, *, transport: str = "udp",
+                 idle_s: float = 15.0) -> None:
+        if transport not in ("udp", "tcp"):
+            raise ValueError("transport must be 'udp' or 'tcp'")
+        self.transport = transport
         self.svc, self.device_id, self.channel_id = svc, device_id, channel_id
         self.start_ms, self.end_ms = start_ms, end_ms
         self.idle_s = idle_s
@@ -59,11 +63,13 @@ class DevicePlayback:
         p = svc.peer(self.device_id)
         self._wake = asyncio.Event()
         host = svc.local_host(p.address)
+        tcp = self.transport == "tcp"  # we listen, the device connects (a=setup:passive)
         self.receiver = await PsReceiver.open(
-            "udp", self._on_frame, int(self.ssrc),
+            "tcp-passive" if tcp else "udp", self._on_frame, int(self.ssrc),
             local_host="127.0.0.1" if host == "127.0.0.1" else "0.0.0.0")
         offer = GbSdp(session="Playback", origin_id=svc.config.server_id, ip=host,
-                      port=self.receiver.local_port, transport="UDP", payloads={96: "PS"},
+                      port=self.receiver.local_port, transport="TCP" if tcp else "UDP",
+                      setup="passive" if tcp else None, payloads={96: "PS"},
                       ssrc=self.ssrc, u=f"{self.channel_id}:0", start=self.start_ms // 1000,
                       end=-(-self.end_ms // 1000))
         try:
@@ -143,6 +149,7 @@ class DevicePlayback:
     def status(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "channel_id": self.channel_id,
                 "start_ms": self.start_ms, "end_ms": self.end_ms, "ssrc": self.ssrc,
+                "transport": self.transport,
                 "frames": self.frames, "dropped": self.dropped, "bytes": self.bytes_out,
                 "ended": self.ended}
 
