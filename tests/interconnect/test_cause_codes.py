@@ -67,12 +67,26 @@ def test_the_sentences_written_outside_the_tables_have_codes():
         "the device refused the Catalog SUBSCRIBE (489 Bad Event): channel status changes are "
         "seen at the next catalog query": "subscribe-refused",
         "more than 8 catalog subscriptions at once; the oldest was ended": "subscriptions-capped",
+        "the upper's Date 'Tue, 1 May' is not GB time (2024-05-01T12:00:00.000)":
+            "upper-date-unreadable",
+        "the upper platform's clock differs from ours by -3.5 s (its Date when we registered): "
+        "check NTP on both sides, footage times are compared across platforms":
+            "upper-clock-offset",
+        "query 'Alarm' is not answered by this lower platform": "query-unsupported",
+        "a request claiming to be from 34020000002000000001 came from 10.0.0.9, not from "
+        "10.0.0.1; refused": "spoofed-source",
         "": "none",
     }
     for text, code in cases.items():
         assert cc.classify(text)["code"] == code, text
     got = cc.classify("offline: no keepalive for 181 s (3 intervals of 60 s)")
     assert got["args"] == {"seconds": "181", "missed": "3", "interval": "60"}
+    got = cc.classify("query 'Alarm' is not answered by this lower platform")
+    assert got["args"] == {"cmd": "Alarm"}
+    got = cc.classify("the upper platform's clock differs from ours by +12.0 s (its Date when "
+                      "we registered): check NTP on both sides, footage times are compared "
+                      "across platforms")
+    assert got["args"] == {"offset": "+12.0"}
 
 
 def test_an_unknown_text_is_other_and_keeps_the_text():

@@ -65,6 +65,15 @@ INLINE: tuple[tuple[str, str], ...] = (
     ("cannot-resolve", r"cannot resolve (?P<host>\S+): (?P<detail>.*)"),
     ("subscriptions-capped", r"more than (?P<max>\d+) catalog subscriptions at once; the "
                              r"oldest was ended"),
+    # the cascade's notes on an upper platform (cascade_client.py, cascade.py)
+    ("upper-date-unreadable", r"the upper's Date (?P<date>.*) is not GB time "
+                              r"\(2024-05-01T12:00:00\.000\)"),
+    ("upper-clock-offset", r"the upper platform's clock differs from ours by "
+                           r"(?P<offset>[+-]?[0-9.]+) s \(its Date when we registered\): check "
+                           r"NTP on both sides, footage times are compared across platforms"),
+    ("query-unsupported", r"query (?P<cmd>.*) is not answered by this lower platform"),
+    ("spoofed-source", r"a request claiming to be from (?P<sender>\S+) came from "
+                       r"(?P<source>\S+), not from (?P<host>\S+); refused"),
 )
 
 
