@@ -144,3 +144,59 @@ def test_a_subscriptions_granted_expires_is_read_from_ascii_digits_only():
     assert granted_seconds(" 1800 ", 3600) == 1800
     for odd in ("²", "٣٠٠", "", "-5", "1e3", "9" * 40):
         assert granted_seconds(odd, 3600) == 3600, odd
+
+
+def test_quiet_time_clears_only_what_an_alarm_opened_and_repeats_keep_it_open(tmp_path, db,
+                                                                              clock):
+    """On a ManualClock, no sockets: a video loss the health monitor had already raised is
+    not cleared by the alarm's quiet time (it is the monitor's to clear); a tamper alarm
+    repeated after ``alarm_repeat_s`` stays one open fault whose quiet time restarts; an
+    alarm of a channel without a camera is a fault of the device."""
+    import asyncio
+
+    from tests.interconnect.gb_helpers import make_app
+    from viis.health.faults import raise_fault
+    from viis.interconnect.gb28181.clock import ManualClock
+    from viis.interconnect.gb28181.devices import DeviceStore
+
+    app = make_app(tmp_path, db, clock, alarm_repeat_s=10, alarm_clear_s=100)
+    with app.db.session() as s:
+        DeviceStore(app.cameras).sync_catalog(s, DEV, [
+            {"DeviceID": CH1, "Name": "大门", "Parental": "0", "Status": "ON"}], True,
+            clock.wall_ms())
+        cam = s.scalar(select(Camera.id))
+        raise_fault(s, "video_signal_loss", "critical", "monitor: no keyframe", clock.wall_ms(),
+                    camera_id=cam)
+    mc = ManualClock()
+    svc = GbPlatformService(app, clock=mc)
+    desk = svc.alarms
+
+    async def settle():
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not svc._tasks:
+                return
+
+    async def run():
+        desk.on_alarm(DEV, _alarm(2, 1))
+        desk.on_alarm(DEV, _alarm(2, 2))
+        desk.on_alarm(DEV, _alarm(2, 4, device="34020000001310000077"))  # no such camera
+        await settle()
+        mc.advance(50)
+        desk.on_alarm(DEV, _alarm(2, 2))  # past alarm_repeat_s: written again, same fault
+        await settle()
+        mc.advance(60)  # 110 s after the first tamper alarm, 60 s after the repeat
+        await settle()
+        mid = _faults(app)
+        mc.advance(50)
+        await settle()
+        return mid, _faults(app)
+
+    mid, end = asyncio.run(run())
+    assert mid[("device_tamper", cam)].cleared_ms is None  # the repeat restarted the quiet time
+    assert end[("device_tamper", cam)].cleared_ms is not None
+    assert end[("video_signal_loss", cam)].cleared_ms is None  # the monitor's, not ours
+    assert "video loss" in end[("video_signal_loss", cam)].message  # the device's words
+    dev_fault = end[(f"gb_device_high_temperature_{DEV}", None)]
+    assert dev_fault.cleared_ms is not None and "34020000001310000077" in dev_fault.message
+    assert desk.status()["faults_written"] == 4 and desk.status()["repeats"] == 0
