@@ -108,6 +108,8 @@ def test_device_alarms_become_deduplicated_faults_and_tickets(tmp_path, db, cloc
         assert len(faults) == 3, faults  # the motion detection opened nothing
         st = run.svc.alarms.status()
         assert st["received"] == 5 and st["repeats"] == 1 and st["faults_written"] == 3, st
+        assert _wait(lambda: run.svc.alarms.status()["acknowledged"] == 5, 10), \
+            run.svc.alarms.status()  # each answered by a Response Alarm the device took
         with site.app.db.session() as s:
             tickets = {(t.kind, t.camera_id): t.status for t in s.scalars(select(FaultTicket))}
         assert tickets[("video_signal_loss", cam1)] == "open", tickets

@@ -26,6 +26,9 @@ An alarm for the device itself (DeviceID = the device, or a channel without a ca
 a fault without a camera whose kind carries the device id (``gb_<kind>_<device id>``: one
 NVR's full disk is not another's, nor VIIS's own ``disk_full``).
 
+Every alarm is answered (200 by the platform, then the MANSCDP ``<Response><CmdType>Alarm``
+with ``Result OK`` that some devices wait for before they stop repeating it).
+
 Deduplication: the same alarm (device, channel, method, type) repeated within
 ``repeat_s`` is counted, not written; after that, a repeat refreshes the open fault (one
 open fault per kind and camera, faults.py) or reopens its ticket. GB/T 28181-2016 has no
@@ -174,6 +177,7 @@ class AlarmDesk:
     received: int = 0
     repeats: int = 0
     faults_written: int = 0
+    acknowledged: int = 0
     _recent: dict[str, deque] = field(default_factory=dict)
     _slots: dict[tuple, _Slot] = field(default_factory=dict)
 
@@ -182,7 +186,7 @@ class AlarmDesk:
 
     def status(self) -> dict[str, int]:
         return {"received": self.received, "repeats": self.repeats,
-                "faults_written": self.faults_written,
+                "faults_written": self.faults_written, "acknowledged": self.acknowledged,
                 "open": sum(1 for s in self._slots.values()
                             if s.alarm.kind and not s.alarm.cleared)}
 
@@ -190,6 +194,7 @@ class AlarmDesk:
         """Called for each Alarm notification (already answered 200 by the platform)."""
         now = self.svc.clock.now()
         self.received += 1
+        self.svc._spawn(self._acknowledge(device_id, msg))
         a = classify(device_id, msg)
         a.last_at = now
         slot = self._slots.get(a.key)
@@ -218,6 +223,18 @@ class AlarmDesk:
         if a.kind is not None:
             self.svc._spawn(self._raise(slot))
         return a
+
+    async def _acknowledge(self, device_id: str, msg: manscdp.Manscdp) -> None:
+        """The alarm notification's answer (``<Response><CmdType>Alarm … <Result>OK``) after
+        the 200: some devices repeat an alarm until they get it. Best effort."""
+        try:
+            p = self.svc.peer(device_id)
+            body = manscdp.response("Alarm", msg.sn, msg.device_id or device_id,
+                                    {"Result": "OK"}, charset=self.svc._charset(p))
+            await self.svc.send_manscdp(p, body)
+            self.acknowledged += 1
+        except Exception as e:  # noqa: BLE001 - the device has its 200; note and go on
+            log.info("gb28181_alarm_ack_failed", device=device_id, error=str(e)[:200])
 
     def _arm(self, slot: _Slot) -> None:
         if slot.timer is not None:
