@@ -238,3 +238,12 @@ def test_a_request_names_only_a_configured_upper_and_only_for_a_copy(sqlite_db, 
                        (dict(deliver_to=UPPER, actions=["playback"]), "must allow export")):
         with pytest.raises(ValidationFailed, match=needle):
             file(**kw)
+    # N21.1: an individual's request (filed by the using unit) is view-only, delivers no copy
+    op = Principal("op", frozenset({"operator_on_duty"}), user_id=bureau.inv.user_id,
+                   organisation_id=bureau.district, org_kind="using_unit")
+    with sqlite_db.session() as s, pytest.raises(ValidationFailed, match="view-only") as e:
+        bureau.svc.create(s, op, kind="individual", legal_basis="N21.1", purpose="own car",
+                          ranges=[RangeIn(cam.id, T0, T0 + 60 * S)], staff_work_ids=["a", "b"],
+                          valid_until_ms=now + 3_600_000, person_name="Li",
+                          person_relation="self", actions=["playback"], deliver_to=UPPER)
+    assert "N21.1" in e.value.articles
