@@ -151,6 +151,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def run_wait_seconds(pid: int) -> float:
+    """Time the process was runnable but waiting for a CPU (/proc/<pid>/schedstat, ns)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Server:
     """The platform (or the baseline) in its own process, pinned with taskset."""
 
@@ -317,12 +325,14 @@ def hold(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         # Steady state: one interval after the last registration every device is keeping alive.
         time.sleep(max(0.0, ramp + interval - (time.monotonic() - t0)))
         a, ca, sa = srv.snapshot(), cpu_seconds(srv.proc.pid), fleet.cpu()
+        wa = run_wait_seconds(srv.proc.pid)
         ta = time.monotonic()
         measure_from_ms = (ta - t0) * 1000
         end = t0 + ramp + (args.misses + 1) * interval
         while time.monotonic() < end and fleet.alive():
             time.sleep(1)
         b, cb, sb = srv.snapshot(), cpu_seconds(srv.proc.pid), fleet.cpu()
+        wb, wall_total = run_wait_seconds(srv.proc.pid), time.monotonic() - t0
         tb = time.monotonic()
         alive = fleet.alive()
     finally:
@@ -350,6 +360,10 @@ def hold(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         "measured_s": round(dt, 1), "msgs_per_s": round(msgs / dt, 1),
         "expected_msgs_per_s": round(n / interval, 1),
         "platform_cpu": round(cpu, 3),
+        # Runnable but waiting for its core (the machine's other load), as a fraction of the
+        # measured window, and over the whole run including the registration ramp.
+        "platform_cpu_wait": round((wb - wa) / dt, 3),
+        "platform_cpu_wait_whole_run": round(wb / max(wall_total, 1e-9), 3),
         "msgs_per_cpu_s": round(msgs / max(cb - ca, 1e-9), 1),
         "p50_ms": pct(ka, 0.50), "p99_ms": pct(ka, 0.99), "max_ms": max(ka) if ka else None,
         "responses_timed": len(ka),
@@ -375,9 +389,11 @@ def burst(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
         t0 = time.monotonic()
         time.sleep(args.burst_warmup)
         a, ca, sa = srv.snapshot(), cpu_seconds(srv.proc.pid), fleet.cpu()
+        wa = run_wait_seconds(srv.proc.pid)
         ta = time.monotonic()
         time.sleep(args.burst_seconds)
         b, cb, sb = srv.snapshot(), cpu_seconds(srv.proc.pid), fleet.cpu()
+        wb = run_wait_seconds(srv.proc.pid)
         tb = time.monotonic()
     finally:
         if fleet:
@@ -393,6 +409,7 @@ def burst(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
     return {
         "server": kind, "devices": n, "measured_s": round(dts, 1),
         "msgs_per_s": round(msgs / dts, 1), "server_cpu": round((cb - ca) / dt, 3),
+        "server_cpu_wait": round((wb - wa) / dt, 3),
         "msgs_per_cpu_s": round(msgs / max(cb - ca, 1e-9), 1),
         "p50_ms": pct(ka, 0.5), "p99_ms": pct(ka, 0.99),
         "sipp_cpu": sipp_cpu, "sipp_saturated": any(c > 0.9 for c in sipp_cpu),
