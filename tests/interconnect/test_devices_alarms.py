@@ -202,3 +202,52 @@ def test_quiet_time_clears_only_what_an_alarm_opened_and_repeats_keep_it_open(tm
     dev_fault = end[(f"gb_device_high_temperature_{DEV}", None)]
     assert dev_fault.cleared_ms is not None and "34020000001310000077" in dev_fault.message
     assert desk.status()["faults_written"] == 4 and desk.status()["repeats"] == 0
+
+
+def test_catalog_events_vlost_and_defect_open_faults_and_on_clears_them(tmp_path, db, clock):
+    """A subscription's (or an unasked) catalog event VLOST is a video-loss fault and DEFECT
+    a channel fault like the matching alarms; the device's ON for that channel is the repair
+    seen: both clear at once, without waiting for the quiet time; a tamper alarm on the same
+    channel is not the channel's ON to clear."""
+    import asyncio
+
+    from tests.interconnect.gb_helpers import make_app
+    from viis.interconnect.gb28181.clock import ManualClock
+    from viis.interconnect.gb28181.devices import DeviceStore
+
+    app = make_app(tmp_path, db, clock, alarm_clear_s=3600)
+    with app.db.session() as s:
+        DeviceStore(app.cameras).sync_catalog(s, DEV, [
+            {"DeviceID": CH1, "Name": "大门", "Parental": "0", "Status": "ON"}], True,
+            clock.wall_ms())
+        cam = s.scalar(select(Camera.id))
+    svc = GbPlatformService(app, clock=ManualClock())
+    desk = svc.alarms
+
+    async def settle():
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not svc._tasks:
+                return
+
+    async def run():
+        desk.catalog_event(DEV, CH1, "VLOST")
+        desk.catalog_event(DEV, CH1, "vlost ")  # a repeat, any case: counted
+        desk.catalog_event(DEV, CH1, "DEFECT")
+        desk.on_alarm(DEV, _alarm(2, 2))  # tamper
+        desk.catalog_event(DEV, CH1, "OFF")  # offline is the device's fault, not a channel's
+        await settle()
+        opened = _faults(app)
+        desk.catalog_event(DEV, CH1, "ON")
+        await settle()
+        return opened, _faults(app)
+
+    opened, after = asyncio.run(run())
+    assert {k for k, f in opened.items() if f.cleared_ms is None} == {
+        ("video_signal_loss", cam), ("device_fault", cam), ("device_tamper", cam)}, opened
+    assert "catalog event VLOST" in opened[("video_signal_loss", cam)].message
+    assert after[("video_signal_loss", cam)].cleared_ms is not None
+    assert after[("device_fault", cam)].cleared_ms is not None
+    assert after[("device_tamper", cam)].cleared_ms is None
+    assert desk.status()["repeats"] == 1
+    assert [a["event"] for a in desk.recent(DEV)] == [None, "DEFECT", "VLOST"]

@@ -78,6 +78,9 @@ EVENTS: dict[tuple[int, int | None], str] = {
     (4, None): "GPS alarm",
 }
 GENERIC = "gb_device_alarm"
+#: Catalog events (SUBSCRIBE NOTIFY or an unasked catalog MESSAGE) about a channel's state
+CATALOG_FAULTS = {"VLOST": ("video_signal_loss", "critical", "video lost"),
+                  "DEFECT": ("device_fault", "warning", "channel defect")}
 
 
 @dataclass
@@ -96,10 +99,15 @@ class DeviceAlarm:
     last_at: float = 0.0  # service clock
     fault_id: int | None = None
     cleared: bool = False
+    event: str | None = None  # a catalog event (VLOST, DEFECT) instead of an Alarm
+    base_kind: str | None = None  # kind before a camera-less fault got the device id
+
+    def __post_init__(self) -> None:
+        self.base_kind = self.kind
 
     @property
-    def key(self) -> tuple[str, str, int | None, int | None]:
-        return (self.device_id, self.channel_id, self.method, self.alarm_type)
+    def key(self) -> tuple[str, str, int | None, int | None, str | None]:
+        return (self.device_id, self.channel_id, self.method, self.alarm_type, self.event)
 
     def view(self) -> dict[str, Any]:
         return {"channel_id": self.channel_id, "priority": self.priority,
@@ -107,7 +115,7 @@ class DeviceAlarm:
                 "alarm_type": self.alarm_type, "time_ms": self.time_ms,
                 "description": self.description, "label": self.label,
                 "fault_kind": self.kind, "severity": self.severity, "count": self.count,
-                "fault_id": self.fault_id, "cleared": self.cleared}
+                "fault_id": self.fault_id, "cleared": self.cleared, "event": self.event}
 
 
 def _int(text: Any) -> int | None:
@@ -155,6 +163,8 @@ def fault_message(a: DeviceAlarm) -> str:
     if a.description:
         text += f": {a.description}"
     when = manscdp.gb_time(a.time_ms) if a.time_ms is not None else "no time given"
+    if a.event:
+        return f"{text} (catalog event {a.event}, at {when} Beijing time)"
     return (f"{text} (AlarmMethod {a.method}, AlarmType {a.alarm_type}, priority "
             f"{a.priority}, at {when} Beijing time)")
 
@@ -192,10 +202,35 @@ class AlarmDesk:
 
     def on_alarm(self, device_id: str, msg: manscdp.Manscdp) -> DeviceAlarm:
         """Called for each Alarm notification (already answered 200 by the platform)."""
-        now = self.svc.clock.now()
         self.received += 1
         self.svc._spawn(self._acknowledge(device_id, msg))
-        a = classify(device_id, msg)
+        return self._handle(device_id, classify(device_id, msg))
+
+    def catalog_event(self, device_id: str, channel_id: str, event: str) -> None:
+        """A catalog event about a channel (Q19.3): ``VLOST`` (video lost) and ``DEFECT``
+        open faults like the matching alarms (same dedup and quiet time); ``ON`` is the
+        device saying the channel works again: it clears the video-loss and defect faults
+        that alarms or events opened for that channel (the repair is seen, not guessed)."""
+        ev = (event or "").strip().upper()
+        channel_id = (channel_id or device_id).strip()[:32]
+        if ev in CATALOG_FAULTS:
+            kind, severity, label = CATALOG_FAULTS[ev]
+            self._handle(device_id, DeviceAlarm(
+                device_id, channel_id, None, None, None, self.svc.app.clock.wall_ms(),
+                f"catalog event {ev}", kind, severity, label, event=ev))
+        elif ev == "ON":
+            for slot in list(self._slots.values()):
+                a = slot.alarm
+                if (a.device_id, a.channel_id) == (device_id, channel_id) and not a.cleared \
+                        and a.fault_id is not None \
+                        and a.base_kind in ("video_signal_loss", "device_fault"):
+                    if slot.timer is not None:
+                        slot.timer.cancel()
+                        slot.timer = None
+                    self.svc._spawn(self._clear(slot, why="catalog event ON"))
+
+    def _handle(self, device_id: str, a: DeviceAlarm) -> DeviceAlarm:
+        now = self.svc.clock.now()
         a.last_at = now
         slot = self._slots.get(a.key)
         if slot is not None and not slot.alarm.cleared and now - slot.written_at < self.repeat_s:
@@ -270,9 +305,9 @@ class AlarmDesk:
             a.fault_id = fault_id
             self._arm(slot)
 
-    async def _clear(self, slot: _Slot) -> None:
+    async def _clear(self, slot: _Slot, why: str = "quiet time") -> None:
         a = slot.alarm
-        if self._slots.get(a.key) is not slot or a.fault_id is None:
+        if self._slots.get(a.key) is not slot or a.fault_id is None or a.cleared:
             return
         now_ms = self.svc.app.clock.wall_ms()
 
@@ -289,7 +324,7 @@ class AlarmDesk:
             return
         a.cleared = True
         log.info("gb28181_alarm_cleared", device=a.device_id, channel=a.channel_id,
-                 fault_kind=a.kind, quiet_s=self.clear_s)
+                 fault_kind=a.kind, why=why)
 
     def close(self) -> None:
         for s in self._slots.values():

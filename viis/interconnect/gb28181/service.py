@@ -353,6 +353,9 @@ class GbPlatformService:
             return
         if msg.root == "Notify" and msg.cmd == "Catalog":
             self._spawn(self._catalog_events(p.device_id, list(msg.items)))
+            for it in msg.items:  # VLOST/DEFECT raise a fault, ON clears it (Q19.3)
+                self.alarms.catalog_event(p.device_id, str(it.get("DeviceID") or ""),
+                                          str(it.get("Event") or ""))
             return
         if msg.root == "Notify" and msg.cmd == "MediaStatus":
             self.calls.media_status(p.device_id, msg)
