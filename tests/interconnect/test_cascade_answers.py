@@ -286,7 +286,9 @@ def test_health_faults_become_alarm_notifications_for_uppers_that_see_the_camera
             assert first.get("AlarmPriority") == "1" and first.get("AlarmMethod") == "5"
             assert first.get("AlarmTime") == "2026-01-01T08:00:00"
             assert first.get("AlarmDescription") == "黑屏 black picture"
-            assert alarms[1][1].get("AlarmMethod") == "6"
+            # our storage fault goes up as "device alarm / storage disk full" (2/3)
+            assert (alarms[1][1].get("AlarmMethod"), alarms[1][1].sections["Info"]["AlarmType"]) \
+                == ("2", "3")
 
     run(main())
 
@@ -515,7 +517,9 @@ def test_a_fault_raised_in_the_health_layer_reaches_the_upper_as_an_alarm(
                 camera_id=cam.id))
             assert await wait_for(lambda: up.bodies("Alarm"))
             (_, alarm), = up.bodies("Alarm")
-            assert alarm.device_id == CH.format(1) and alarm.get("AlarmMethod") == "6"
+            # video loss goes up as a device alarm of type 1, as devices send it to us
+            assert alarm.device_id == CH.format(1) and alarm.get("AlarmMethod") == "2"
+            assert alarm.sections["Info"]["AlarmType"] == "1"
             assert not c.online(cam.id) and sent == ["opened"]
             await loop.run_in_executor(None, lambda: work(
                 clear_fault, "video_signal_loss", now + 1000, camera_id=cam.id))

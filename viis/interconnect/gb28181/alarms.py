@@ -69,6 +69,12 @@ FAULTS: dict[tuple[int, int | None], tuple[str, str, str]] = {
     (6, 2): ("device_fan_fault", "warning", "storage fan fault"),
     (6, None): ("device_fault", "warning", "device fault"),
 }
+#: fault kind -> (AlarmMethod, AlarmType) for alarms we send up (cascade): the same table
+#: read backwards, so a fault travels up under the code it would arrive with from below,
+#: plus VIIS's own storage faults as "storage disk full"
+UPWARD: dict[str, tuple[int, int]] = {
+    kind: (m, t) for (m, t), (kind, _, _) in FAULTS.items() if t is not None
+} | {"disk_full": (2, 3), "retention_at_risk": (2, 3)}
 #: alarms that report something seen, not something broken: no ticket
 EVENTS: dict[tuple[int, int | None], str] = {
     (2, None): "alarm input", (5, 1): "manual video alarm", (5, 2): "motion detection",

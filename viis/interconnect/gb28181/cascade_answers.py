@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from viis.interconnect.gb28181 import manscdp
+from viis.interconnect.gb28181.alarms import UPWARD
 from viis.interconnect.gb28181.cascade_store import Share, UpperPlatform
 from viis.interconnect.gb28181.manscdp import Manscdp, gb_time, parse_gb_time
 from viis.media.index import segments_between
@@ -131,7 +132,7 @@ def keepalive_body(upper: UpperPlatform, sn: int) -> bytes:
 
 #: health fault kind -> (AlarmMethod, AlarmType). Method 5 is a video alarm, 6 a device
 #: fault (type 1 video loss, 3 storage full); unverified against the standard's text.
-ALARM_TYPES = {"video_signal_loss": (6, 1), "disk_full": (6, 3), "retention_at_risk": (6, 3)}
+ALARM_TYPES = UPWARD  # one alarm table for both directions (alarms.py)
 PRIORITY = {"critical": 1, "warning": 3, "info": 4}
 
 
