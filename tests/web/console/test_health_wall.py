@@ -12,6 +12,8 @@ at a time past the repair deadline (``sweep(now_ms=...)``) rather than waiting 7
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -208,3 +210,22 @@ def test_a_camera_that_cannot_be_reached_is_offline_on_the_wall(console, browser
     page.select_option("#health-filter", "offline")
     assert page.locator(".health-tile").count() == 1 and tile.count() == 1
     assert_all_translated(page, "en")
+
+
+def test_every_gb_device_alarm_kind_has_a_name_in_both_languages():
+    """Faults opened by GB/T 28181 device alarms (Q19.3) are named on the health wall in
+    zh-CN and English, not shown as code names; whole-device kinds use the templates."""
+    import re
+
+    from viis.interconnect.gb28181.alarms import CATALOG_FAULTS, FAULTS, GENERIC
+
+    from tests.web.console.helpers import catalogue
+
+    js = (Path(__file__).parents[3] / "viis/web/static/pages/health.js").read_text()
+    known = set(re.findall(r'"([a-z_]+)"', js.split("const KNOWN_KINDS", 1)[1].split(");", 1)[0]))
+    kinds = {k for k, _, _ in FAULTS.values()} | {k for k, _, _ in CATALOG_FAULTS.values()}
+    for lang in ("en", "zh-CN"):
+        cat = catalogue(lang)
+        for k in kinds | {GENERIC}:
+            assert k in known and f"health.kind.{k}" in cat, (lang, k)
+        assert "{id}" in cat["health.kind.gb_offline"] and "{kind}" in cat["health.kind.gb_device"]

@@ -21,7 +21,12 @@ const WORK_ROLES = ["maintainer", "unit_admin", "platform_admin"];
 const KNOWN_KINDS = new Set(["video_black", "video_blur", "video_occluded", "video_scene_change",
   "video_frozen", "video_too_dark", "video_too_bright", "video_colour_cast", "video_noise",
   "video_stripes", "video_no_signal", "video_signal_loss", "clock_offset", "storage_quality",
-  "disk_full", "retention_exceeded", "retention_at_risk"]);
+  "disk_full", "retention_exceeded", "retention_at_risk",
+  // GB/T 28181 device alarms on a channel's camera (viis/interconnect/gb28181/alarms.py)
+  "device_tamper", "device_disk_full", "device_high_temperature", "device_low_temperature",
+  "video_anomaly", "device_disk_fault", "device_fan_fault", "device_fault", "gb_device_alarm"]);
+// Faults of a whole GB/T 28181 device (no camera): gb_offline_<id>, gb_<kind>_<id>
+const GB_DEVICE_KIND = /^gb_(.+)_(\d{20})$/;
 const TICKET_STATES = ["open", "acknowledged", "repaired", "cleared", "closed"];
 
 // Times are shown in Asia/Shanghai (architecture invariant 5), whatever the browser's zone.
@@ -97,7 +102,15 @@ export default async function render(root, ctx) {
   useHealthStyles();
   const roles = (ctx.user && ctx.user.roles) || [];
   const canWork = roles.some((r) => WORK_ROLES.includes(r));
-  const kind = (k) => (KNOWN_KINDS.has(k) ? t(`health.kind.${k}`) : data("span", k));
+  const kind = (k) => {
+    if (KNOWN_KINDS.has(k)) return t(`health.kind.${k}`);
+    const m = GB_DEVICE_KIND.exec(k);
+    if (m && m[1] === "offline") return t("health.kind.gb_offline", { id: m[2] });
+    if (m && KNOWN_KINDS.has(m[1])) {
+      return t("health.kind.gb_device", { id: m[2], kind: t(`health.kind.${m[1]}`) });
+    }
+    return data("span", k);
+  };
   const source = (s) => (["timecode", "rtcp_sr", "onvif", "ocr", "segment_rtcp_sr"].includes(s)
     ? t(`health.clock_source.${s}`) : data("span", s));
 
