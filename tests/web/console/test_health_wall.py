@@ -217,9 +217,8 @@ def test_every_gb_device_alarm_kind_has_a_name_in_both_languages():
     zh-CN and English, not shown as code names; whole-device kinds use the templates."""
     import re
 
-    from viis.interconnect.gb28181.alarms import CATALOG_FAULTS, FAULTS, GENERIC
-
     from tests.web.console.helpers import catalogue
+    from viis.interconnect.gb28181.alarms import CATALOG_FAULTS, FAULTS, GENERIC
 
     js = (Path(__file__).parents[3] / "viis/web/static/pages/health.js").read_text()
     known = set(re.findall(r'"([a-z_]+)"', js.split("const KNOWN_KINDS", 1)[1].split(");", 1)[0]))
