@@ -148,29 +148,9 @@ async def records(request: Request, device_id: str, channel_id: str, start: str,
     """The recordings a device keeps of a channel on its own storage (RecordInfo, split
     answers aggregated). Where footage is, like the timeline: it passes the one door as
     ``timeline`` for the channel's camera (invariant 3, Q13.1) and is a register entry."""
-    _check_id(device_id, "device_id")
-    _check_id(channel_id, "channel_id")
-    if len(start) > 64 or len(end) > 64:
-        raise ValidationFailed("start and end must be ISO 8601 times or UTC milliseconds",
-                               field="start")
-    frm, to = parse_time(start), parse_time(end)
-    if not 0 < to - frm <= 31 * 86_400_000:
-        raise ValidationFailed("end must be after start, at most 31 days later", field="end")
+    frm, to = _range(device_id, channel_id, start, end, max_ms=31 * 86_400_000)
     svc = _svc(request)
-    app = _app(request)
-    who = principal(request)
-
-    def door() -> None:
-        with app.db.session() as s:
-            ch = DeviceStore(app.cameras).channel(s, device_id, channel_id)
-            cam = s.get(Camera, ch.camera_id) if ch is not None and ch.camera_id else None
-            if cam is None or not may_see_camera(who, cam.security_level):
-                raise NotFound(f"no channel {channel_id} of device {device_id}")
-            authorize_footage(who, "timeline", cam.id, frm, to,
-                              security_level=cam.security_level,
-                              scope=footage_scope(request, who), now_ms=app.clock.wall_ms())
-
-    await run_in_threadpool(door)
+    await _channel_door(request, device_id, channel_id, "timeline", frm, to)
     r = await svc.call(svc.record_info, device_id, channel_id, frm, to)
     return {"device_id": device_id, "channel_id": channel_id, "complete": r.complete,
             "sum_num": r.sum_num,
@@ -195,20 +175,7 @@ async def device_playback(request: Request, device_id: str, channel_id: str, sta
 
     frm, to = _range(device_id, channel_id, start, end, max_ms=86_400_000)
     svc = _svc(request)
-    app = _app(request)
-    who = principal(request)
-
-    def door() -> None:
-        with app.db.session() as s:
-            ch = DeviceStore(app.cameras).channel(s, device_id, channel_id)
-            cam = s.get(Camera, ch.camera_id) if ch is not None and ch.camera_id else None
-            if cam is None or not may_see_camera(who, cam.security_level):
-                raise NotFound(f"no channel {channel_id} of device {device_id}")
-            authorize_footage(who, "playback", cam.id, frm, to,
-                              security_level=cam.security_level,
-                              scope=footage_scope(request, who), now_ms=app.clock.wall_ms())
-
-    await run_in_threadpool(door)
+    await _channel_door(request, device_id, channel_id, "playback", frm, to)
     pb = DevicePlayback(svc, device_id, channel_id, frm, to, transport=transport)
     await svc.call(pb.open)
 
@@ -226,6 +193,27 @@ async def device_playback(request: Request, device_id: str, channel_id: str, sta
                              headers={"Cache-Control": "no-store"})
 
 
+async def _channel_door(request: Request, device_id: str, channel_id: str, action: str,
+                        frm: int, to: int) -> None:
+    """The one door (invariant 3) for footage a device keeps: the channel's camera within
+    the user's clearance (Q13.1), else 404 and nothing is asked of the device; each use is
+    a register entry (Q19.1)."""
+    app = _app(request)
+    who = principal(request)
+
+    def door() -> None:
+        with app.db.session() as s:
+            ch = DeviceStore(app.cameras).channel(s, device_id, channel_id)
+            cam = s.get(Camera, ch.camera_id) if ch is not None and ch.camera_id else None
+            if cam is None or not may_see_camera(who, cam.security_level):
+                raise NotFound(f"no channel {channel_id} of device {device_id}")
+            authorize_footage(who, action, cam.id, frm, to,
+                              security_level=cam.security_level,
+                              scope=footage_scope(request, who), now_ms=app.clock.wall_ms())
+
+    await run_in_threadpool(door)
+
+
 def _range(device_id: str, channel_id: str, start: str, end: str,
            max_ms: int) -> tuple[int, int]:
     _check_id(device_id, "device_id")
@@ -235,8 +223,9 @@ def _range(device_id: str, channel_id: str, start: str, end: str,
                                field="start")
     frm, to = parse_time(start), parse_time(end)
     if not 0 < to - frm <= max_ms:
-        raise ValidationFailed(f"end must be after start, at most {max_ms // 3_600_000} hours "
-                               "later", field="end")
+        span = (f"{max_ms // 86_400_000} days" if max_ms % 86_400_000 == 0 and max_ms > 86_400_000
+                else f"{max_ms // 3_600_000} hours")
+        raise ValidationFailed(f"end must be after start, at most {span} later", field="end")
     return frm, to
 
 
